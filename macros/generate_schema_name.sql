@@ -1,0 +1,4 @@
+{#- Custom schemas are used as they are (catalogue, staging, marts), not prefixed with the target schema. -#}
+{% macro generate_schema_name(custom_schema_name, node) -%}
+    {%- if custom_schema_name is none -%}{{ target.schema }}{%- else -%}{{ custom_schema_name | trim }}{%- endif -%}
+{%- endmacro %}

@@ -1,0 +1,51 @@
+"""DuckDB connections with the Avro extension available offline where the wheel is installed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+_avro_ready: bool | None = None
+
+
+def ensure_avro(con: duckdb.DuckDBPyConnection) -> bool:
+    """Load DuckDB's Avro extension; True when ``read_avro`` is usable.
+
+    Tries ``LOAD avro`` (already installed), then the ``duckdb-extension-avro`` wheel (offline),
+    then ``INSTALL avro`` from DuckDB's repository. False means callers use the fastavro path.
+    """
+    global _avro_ready
+    if _avro_ready is False:
+        return False
+    for attempt in (_load, _install_from_wheel, _install_from_repository):
+        try:
+            attempt(con)
+            _avro_ready = True
+            return True
+        except Exception:  # noqa: BLE001 - each way may fail for its own reason; try the next
+            continue
+    _avro_ready = False
+    return False
+
+
+def _load(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("LOAD avro")
+
+
+def _install_from_wheel(con: duckdb.DuckDBPyConnection) -> None:
+    from duckdb_extensions import import_extension
+
+    import_extension("avro", con=con)
+    con.execute("LOAD avro")
+
+
+def _install_from_repository(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("INSTALL avro")
+    con.execute("LOAD avro")
+
+
+def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    if str(path) != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return duckdb.connect(str(path), read_only=read_only)
