@@ -70,3 +70,49 @@ def ensure_supported_tables(con: duckdb.DuckDBPyConnection) -> None:
     """Create (or complete) the raw table of every supported type."""
     for event in catalogue.supported():
         ensure_table(con, event.table_name, catalogue_columns(event))
+
+
+# Avro primitive -> DuckDB type, as DuckDB's own read_avro maps them.
+_AVRO_PRIMITIVES = {
+    "string": "VARCHAR",
+    "bytes": "BLOB",
+    "int": "INTEGER",
+    "long": "BIGINT",
+    "float": "FLOAT",
+    "double": "DOUBLE",
+    "boolean": "BOOLEAN",
+}
+
+
+def duckdb_type_for_avro(avro_type: object) -> str:
+    """The DuckDB column type of an Avro field type (any type, not only the catalogue's).
+
+    Unsupported event types and fields the catalogue does not know get their columns from
+    here, so a raw table of any Currents type can be typed from a file's writer schema. A union
+    of several non-null branches has no single column type: it raises ``CatalogueError``.
+    """
+    if isinstance(avro_type, list):
+        branches = [t for t in avro_type if t != "null"]
+        if len(branches) != 1:
+            raise catalogue.CatalogueError(f"unsupported Avro union {avro_type!r}")
+        return duckdb_type_for_avro(branches[0])
+    if isinstance(avro_type, dict):
+        kind = avro_type.get("type")
+        if kind == "array":
+            return duckdb_type_for_avro(avro_type.get("items")) + "[]"
+        if kind == "map":
+            return f"MAP(VARCHAR, {duckdb_type_for_avro(avro_type.get('values'))})"
+        if kind == "record":
+            members = ", ".join(
+                f"{quote(f['name'])} {duckdb_type_for_avro(f['type'])}"
+                for f in avro_type.get("fields", [])
+            )
+            return f"STRUCT({members})"
+        if kind == "enum":
+            return "VARCHAR"
+        if kind == "fixed":
+            return "BLOB"
+        return duckdb_type_for_avro(kind)
+    if isinstance(avro_type, str) and avro_type in _AVRO_PRIMITIVES:
+        return _AVRO_PRIMITIVES[avro_type]
+    raise catalogue.CatalogueError(f"unsupported Avro type {avro_type!r}")
