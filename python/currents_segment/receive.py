@@ -97,6 +97,7 @@ TABLES: dict[str, list[tuple[str, str]]] = {
         ("status", "VARCHAR"),
         ("attempts", "BIGINT"),
         ("last_http_status", "BIGINT"),
+        ("reason", "VARCHAR"),  # why skipped/rejected (ledger.py's extension)
         ("error", "VARCHAR"),
         ("queued_at", "TIMESTAMP"),
         ("sent_at", "TIMESTAMP"),
@@ -562,11 +563,13 @@ def fetch_volumes(
         for result in data.get("result") or []:
             source = result.get("source")
             source_id = source.get("id") if isinstance(source, dict) else source
+            slug = source.get("slug") if isinstance(source, dict) else None
             name = result.get("eventName")
             for point in result.get("series") or []:
                 rows.append(
                     {
                         "source_id": None if source_id is None else str(source_id),
+                        "source_slug": slug,
                         "event_text": name,
                         "period_start": _parse_time(point["time"]),
                         "event_count": int(point.get("count") or 0),
@@ -602,7 +605,7 @@ def receive_volumes(
         records.append(
             {
                 "segment_workspace": workspace,
-                "segment_source": (source_names or {}).get(sid or "", sid),
+                "segment_source": (source_names or {}).get(sid or "", r.get("source_slug") or sid),
                 "source_id": sid,
                 "event": event,
                 "currents_event_type": etype,
@@ -663,8 +666,8 @@ def _ledger_table(db: sqlite3.Connection, path: Path) -> str:
             f"{path}: no ledger table (one with connector, message_id, currents_id, status) "
             f"among {tables}"
         )
-    # The push helper's table is "events" by contract; prefer it when several qualify.
-    for preferred in ("events", "ledger_events", "ledger"):
+    # ledger.py names its table "ledger"; prefer it when several qualify.
+    for preferred in ("ledger", "events", "ledger_events"):
         if preferred in candidates:
             return preferred
     return candidates[0]
@@ -777,6 +780,49 @@ def read_routes_file(path: Path) -> list[dict[str, Any]]:
     return data
 
 
+def routes_from_connectors(path: Path | None = None) -> list[dict[str, Any]]:
+    """Routes from the pusher's connectors file: one per connector, Braze workspace and type."""
+    from currents_segment import connectors
+
+    config = connectors.load(path)
+    types = catalogue.load()
+    routes: list[dict[str, Any]] = []
+    for c in config.connectors:
+        workspaces: list[str | None] = [None] if c.all_workspaces else list(c.braze_workspaces)
+        for app_group_id in workspaces:
+            for event_type in c.event_types:
+                routes.append(
+                    {
+                        "connector": c.name,
+                        "connector_kind": connectors.kind_of(types[event_type]),
+                        "app_group_id": app_group_id,
+                        "currents_event_type": event_type,
+                        "segment_workspace": c.segment_workspace,
+                        "segment_source": c.segment_source,
+                    }
+                )
+    return routes
+
+
+def emulator_workspaces(config_path: Path) -> dict[str, str]:
+    """source slug -> Segment workspace, from an emulator config YAML (``workspaces[].sources``)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(config_path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ReceiveError(f"{config_path}: cannot read the emulator config: {exc}") from exc
+    out: dict[str, str] = {}
+    for i, ws in enumerate(data.get("workspaces") or []):
+        name = ws.get("name") if isinstance(ws, dict) else None
+        if not name:
+            raise ReceiveError(f"{config_path}: workspaces[{i}] has no name")
+        for src in ws.get("sources") or []:
+            if isinstance(src, dict) and src.get("slug"):
+                out[str(src["slug"])] = str(name)
+    return out
+
+
 def _mapping(pairs: Iterable[str], option: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for item in pairs:
@@ -829,7 +875,23 @@ def _mapping(pairs: Iterable[str], option: str) -> dict[str, str]:
     help="Name a Public API source id (repeatable).",
 )
 @click.option("--requests-per-minute", type=float, default=60.0, show_default=True)
-@click.option("--routes", "routes_file", type=click.Path(path_type=Path, exists=True))
+@click.option(
+    "--emulator-config",
+    type=click.Path(path_type=Path, exists=True),
+    help="Emulator config YAML: maps each source slug to its workspace.",
+)
+@click.option(
+    "--routes",
+    "routes_file",
+    type=click.Path(path_type=Path, exists=True),
+    help="Routes YAML: where each Braze workspace's events are expected (audit mode).",
+)
+@click.option(
+    "--connectors",
+    "connectors_file",
+    type=click.Path(path_type=Path, exists=True),
+    help="The pusher's connectors YAML, used as routes.",
+)
 @click.option(
     "--ledger/--no-ledger", default=True, show_default=True, help="Snapshot the send ledger."
 )
@@ -846,7 +908,9 @@ def cli(
     end: datetime | None,
     source_names: tuple[str, ...],
     requests_per_minute: float,
+    emulator_config: Path | None,
     routes_file: Path | None,
+    connectors_file: Path | None,
     ledger: bool,
     db_path: Path | None,
 ) -> None:
@@ -856,6 +920,8 @@ def cli(
     console = Console(stderr=True)
     workspaces = _mapping(source_workspace, "--source-workspace")
     try:
+        if emulator_config:
+            workspaces = {**emulator_workspaces(emulator_config), **workspaces}
         con = connect_warehouse(db_path)
         summary = ReceiveSummary()
         if not (store_dirs or export_dirs or warehouse_dbs or volume_api):
@@ -885,14 +951,17 @@ def cli(
                     source_names=_mapping(source_names, "--source-name"),
                 )
             )  # fmt: skip
-        if routes_file:
-            n = load_routes(con, read_routes_file(routes_file))
+        if routes_file or connectors_file:
+            routes = read_routes_file(routes_file) if routes_file else []
+            if connectors_file:
+                routes += routes_from_connectors(connectors_file)
+            n = load_routes(con, routes)
             console.print(f"routes: {n}")
         if ledger:
             n = snapshot_ledger(con)
             console.print(f"ledger snapshot: {n} rows")
         con.close()
-    except (ReceiveError, catalogue.CatalogueError) as exc:
+    except (ReceiveError, catalogue.CatalogueError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     console.print(
         f"received: {summary.rows_loaded} rows loaded, {summary.parts_loaded} parts loaded, "
