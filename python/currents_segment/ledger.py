@@ -1,0 +1,358 @@
+"""The durable send ledger: one SQLite row per (connector, messageId) and what became of it.
+
+Statuses: ``pending`` -> ``in_flight`` -> ``acknowledged``; ``rejected`` (never sendable by the
+pusher: oversize, messageId too long); ``skipped`` (the outbox marks the event not sendable:
+``no_external_user_id``, ``test_event``; kept so every outbox row of a connector is accounted for).
+
+Crash safety: rows are marked ``in_flight`` with their batch id and committed BEFORE the request
+leaves, and marked ``acknowledged`` after the 200. A run killed at any instant leaves at worst
+``in_flight`` rows whose outcome is unknown; the next run sends them again under the same
+messageIds, which Segment (and the emulator) keep once.
+
+``synchronous=NORMAL`` in WAL mode: a commit survives a killed process (the WAL is in the OS page
+cache); only a power loss can roll back the last commits, which turns ``acknowledged`` back into
+``in_flight`` or ``in_flight`` into ``pending``: both are re-sent under the same messageIds, so
+nothing is lost and FULL's fsync per batch buys nothing here.
+
+Payloads are not stored: they are read from the outbox by Currents id when sent (a rebuilt outbox
+keeps its ids), which keeps the ledger at about 300 bytes per event.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from currents_segment import settings
+
+SCHEMA_VERSION = 1
+STATUSES = ("pending", "in_flight", "acknowledged", "rejected", "skipped")
+OPEN_STATUSES = ("pending", "in_flight")
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS ledger (
+    seq INTEGER PRIMARY KEY,
+    connector TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    currents_id TEXT NOT NULL,
+    currents_event_type TEXT,
+    app_group_id TEXT,
+    segment_workspace TEXT NOT NULL,
+    segment_source TEXT NOT NULL,
+    event_timestamp TEXT,
+    date_hour TEXT,
+    payload_bytes INTEGER,
+    batch_id INTEGER,
+    status TEXT NOT NULL CHECK (status IN
+        ('pending', 'in_flight', 'acknowledged', 'rejected', 'skipped')),
+    reason TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_http_status INTEGER,
+    error TEXT,
+    queued_at TEXT NOT NULL,
+    sent_at TEXT,
+    acked_at TEXT,
+    UNIQUE (connector, message_id)
+);
+CREATE TABLE IF NOT EXISTS batches (
+    batch_id INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    connector TEXT NOT NULL,
+    events INTEGER NOT NULL,
+    body_bytes INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_http_status INTEGER,
+    error TEXT,
+    created_at TEXT NOT NULL,
+    finished_at TEXT
+);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    exit_code INTEGER,
+    summary_json TEXT
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+"""
+
+# Enqueue never moves a row that was sent, acknowledged or rejected; it only follows the outbox's
+# sendable flag for rows that have not left yet (pending <-> skipped, pending -> rejected).
+_UPSERT = """
+INSERT INTO ledger (connector, message_id, currents_id, currents_event_type, app_group_id,
+    segment_workspace, segment_source, event_timestamp, date_hour, payload_bytes, status, reason,
+    error, queued_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (connector, message_id) DO UPDATE SET
+    status = excluded.status, reason = excluded.reason, error = excluded.error,
+    payload_bytes = excluded.payload_bytes
+WHERE ledger.status IN ('pending', 'skipped')
+    AND (ledger.status IS NOT excluded.status OR ledger.reason IS NOT excluded.reason)
+"""
+
+
+class LedgerError(RuntimeError):
+    """The ledger file is unusable or locked by another push."""
+
+
+def now_text() -> str:
+    """UTC timestamps in the ledger: 'YYYY-MM-DD HH:MM:SS.ffffff' (sorts and casts cleanly)."""
+    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _ids_json(ids: Sequence[int]) -> str:
+    return "[" + ",".join(map(str, ids)) + "]"
+
+
+@dataclass(frozen=True)
+class ConnectorCounts:
+    connector: str
+    by_status: dict[str, int]
+    rejected_by_reason: dict[str, int]
+    skipped_by_reason: dict[str, int]
+    at_risk: int
+    oldest_open: str | None
+
+    def count(self, status: str) -> int:
+        return self.by_status.get(status, 0)
+
+    @property
+    def open(self) -> int:
+        return self.count("pending") + self.count("in_flight")
+
+
+class Ledger:
+    """One SQLite connection, used from one thread (the pusher's coordinator)."""
+
+    def __init__(self, path: Path | str | None = None) -> None:
+        self.path = Path(path) if path else settings.ledger_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.con = sqlite3.connect(self.path, isolation_level=None)
+            self.con.execute("PRAGMA journal_mode=WAL")
+            self.con.execute("PRAGMA synchronous=NORMAL")
+            self.con.execute("PRAGMA busy_timeout=10000")
+            self.con.executescript(_DDL)
+            self.con.execute(
+                "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+        except sqlite3.DatabaseError as exc:
+            raise LedgerError(f"{self.path}: not a usable ledger ({exc})") from None
+        self._lock_fh: int | None = None
+
+    @classmethod
+    def in_memory_copy(cls, path: Path | str | None = None) -> Ledger:
+        """A private copy (dry runs): the real ledger is read, never written."""
+        source = Path(path) if path else settings.ledger_path()
+        copy = cls.__new__(cls)
+        copy.path = Path(":memory:")
+        copy.con = sqlite3.connect(":memory:", isolation_level=None)
+        if source.exists():
+            with sqlite3.connect(f"file:{source}?mode=ro", uri=True) as src:
+                src.backup(copy.con)
+        copy.con.executescript(_DDL)
+        copy._lock_fh = None
+        return copy
+
+    def close(self) -> None:
+        self.unlock()
+        self.con.close()
+
+    # -- one pusher at a time -------------------------------------------------------------
+    def lock(self) -> None:
+        """Refuse a second concurrent push on this ledger (released when the process dies)."""
+        if str(self.path) == ":memory:":
+            return
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        fh = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fh)
+            raise LedgerError(
+                f"{self.path}: another push holds {lock_path}; wait for it to finish"
+            ) from None
+        os.ftruncate(fh, 0)
+        os.write(fh, str(os.getpid()).encode())
+        self._lock_fh = fh
+
+    def unlock(self) -> None:
+        if self._lock_fh is not None:
+            os.close(self._lock_fh)
+            self._lock_fh = None
+
+    @contextmanager
+    def transaction(self):
+        self.con.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.con
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        self.con.execute("COMMIT")
+
+    # -- enqueue --------------------------------------------------------------------------
+    def count_rows(self, connector: str) -> int:
+        return self.con.execute(
+            "SELECT count(*) FROM ledger WHERE connector = ?", (connector,)
+        ).fetchone()[0]
+
+    def enqueue(self, rows: Iterable[Sequence[object]]) -> None:
+        """Upsert outbox rows (the _UPSERT column order) in one transaction."""
+        with self.transaction() as con:
+            con.executemany(_UPSERT, rows)
+
+    # -- selection ------------------------------------------------------------------------
+    def open_rows(
+        self,
+        connector: str,
+        event_types: Sequence[str] | None = None,
+        since: str | None = None,
+        until: str | None = None,
+    ) -> list[tuple[int, str, str]]:
+        """(seq, message_id, currents_id) of rows to send, in-flight ones (resume window) first."""
+        sql = [
+            "SELECT seq, message_id, currents_id FROM ledger",
+            "WHERE connector = ? AND status IN ('pending', 'in_flight')",
+        ]
+        params: list[object] = [connector]
+        if event_types:
+            sql.append(f"AND currents_event_type IN ({','.join('?' * len(event_types))})")
+            params.extend(event_types)
+        if since:
+            sql.append("AND event_timestamp >= ?")
+            params.append(since)
+        if until:
+            sql.append("AND event_timestamp < ?")
+            params.append(until)
+        sql.append("ORDER BY status = 'pending', seq")
+        return self.con.execute(" ".join(sql), params).fetchall()
+
+    # -- batch lifecycle ------------------------------------------------------------------
+    def start_batch(self, run_id: str, connector: str, seqs: Sequence[int], body_bytes: int) -> int:
+        """Record a batch and mark its rows in flight; committed before the request leaves."""
+        stamp = now_text()
+        with self.transaction() as con:
+            cur = con.execute(
+                "INSERT INTO batches (run_id, connector, events, body_bytes, status, created_at)"
+                " VALUES (?, ?, ?, ?, 'in_flight', ?)",
+                (run_id, connector, len(seqs), body_bytes, stamp),
+            )
+            batch_id = int(cur.lastrowid or 0)
+            con.execute(
+                "UPDATE ledger SET status = 'in_flight', batch_id = ?, attempts = attempts + 1,"
+                " sent_at = ? WHERE seq IN (SELECT value FROM json_each(?))",
+                (batch_id, stamp, _ids_json(seqs)),
+            )
+        return batch_id
+
+    def finish_batch(
+        self,
+        batch_id: int,
+        seqs: Sequence[int],
+        acknowledged: bool,
+        attempts: int,
+        http_status: int | None,
+        error: str | None,
+    ) -> None:
+        """Acknowledged rows are done; otherwise they go back to pending with the error."""
+        stamp = now_text()
+        with self.transaction() as con:
+            con.execute(
+                "UPDATE batches SET status = ?, attempts = ?, last_http_status = ?, error = ?,"
+                " finished_at = ? WHERE batch_id = ?",
+                (
+                    "acknowledged" if acknowledged else "failed",
+                    attempts,
+                    http_status,
+                    error,
+                    stamp,
+                    batch_id,
+                ),
+            )
+            con.execute(
+                "UPDATE ledger SET status = ?, attempts = attempts + ?, last_http_status = ?,"
+                " error = ?, acked_at = ? WHERE seq IN (SELECT value FROM json_each(?))"
+                " AND batch_id = ?",
+                (
+                    "acknowledged" if acknowledged else "pending",
+                    max(attempts - 1, 0),
+                    http_status,
+                    error,
+                    stamp if acknowledged else None,
+                    _ids_json(seqs),
+                    batch_id,
+                ),
+            )
+
+    def reject(self, seqs: Sequence[int], reason: str, error: str) -> None:
+        with self.transaction() as con:
+            con.execute(
+                "UPDATE ledger SET status = 'rejected', reason = ?, error = ?"
+                " WHERE seq IN (SELECT value FROM json_each(?)) AND status IN ('pending', 'in_flight')",
+                (reason, error, _ids_json(seqs)),
+            )
+
+    def note_error(self, seqs: Sequence[int], error: str) -> None:
+        """Annotate open rows (e.g. missing from the outbox, gate failure) without moving them."""
+        with self.transaction() as con:
+            con.execute(
+                "UPDATE ledger SET error = ? WHERE seq IN (SELECT value FROM json_each(?))",
+                (error, _ids_json(seqs)),
+            )
+
+    def requeue(self, connector: str, message_ids: Iterable[str], why: str) -> int:
+        """Send acknowledged events again (e.g. reconcile found them missing at Segment)."""
+        ids = list(message_ids)
+        with self.transaction() as con:
+            cur = con.executemany(
+                "UPDATE ledger SET status = 'pending', error = ?, acked_at = NULL"
+                " WHERE connector = ? AND message_id = ? AND status = 'acknowledged'",
+                ((why, connector, m) for m in ids),
+            )
+            return cur.rowcount
+
+    # -- runs and reporting ---------------------------------------------------------------
+    def start_run(self, run_id: str) -> None:
+        with self.transaction() as con:
+            con.execute("INSERT INTO runs (run_id, started_at) VALUES (?, ?)", (run_id, now_text()))
+
+    def finish_run(self, run_id: str, exit_code: int, summary_json: str) -> None:
+        with self.transaction() as con:
+            con.execute(
+                "UPDATE runs SET finished_at = ?, exit_code = ?, summary_json = ? WHERE run_id = ?",
+                (now_text(), exit_code, summary_json, run_id),
+            )
+
+    def counts(self, connector: str, at_risk_hours: float) -> ConnectorCounts:
+        cutoff = (datetime.now(UTC) - timedelta(hours=at_risk_hours)).strftime(
+            "%Y-%m-%d %H:%M:%S.%f"
+        )
+        by_status: dict[str, int] = {}
+        rejected: dict[str, int] = {}
+        skipped: dict[str, int] = {}
+        for status, reason, n in self.con.execute(
+            "SELECT status, reason, count(*) FROM ledger WHERE connector = ? GROUP BY 1, 2",
+            (connector,),
+        ):
+            by_status[status] = by_status.get(status, 0) + n
+            if status == "rejected":
+                rejected[reason or "unknown"] = rejected.get(reason or "unknown", 0) + n
+            elif status == "skipped":
+                skipped[reason or "unknown"] = skipped.get(reason or "unknown", 0) + n
+        # At risk: still open and older (by Braze's queue hour, else event time) than the age
+        # after which Braze deletes events it holds.
+        at_risk, oldest = self.con.execute(
+            "SELECT count(*) FILTER (WHERE coalesce(date_hour, event_timestamp) < ?),"
+            " min(coalesce(date_hour, event_timestamp)) FROM ledger"
+            " WHERE connector = ? AND status IN ('pending', 'in_flight')",
+            (cutoff, connector),
+        ).fetchone()
+        return ConnectorCounts(connector, by_status, rejected, skipped, at_risk or 0, oldest)
