@@ -74,6 +74,9 @@ class EventType:
     property_renames: dict[str, str]  # source field -> property name (written source=target)
     excluded_properties: tuple[str, ...]
     fields: tuple[EventField, ...] = field(default=())
+    # Which engagement count the event adds to (send, delivery, open, click, bounce,
+    # unsubscribe, conversion) in fct_message_engagement_daily; "" when none.
+    engagement_metric: str = ""
 
     @property
     def current_fields(self) -> tuple[EventField, ...]:
@@ -181,6 +184,7 @@ def load(seeds_dir: Path | None = None) -> dict[str, EventType]:
                     p.strip() for p in row["excluded_properties"].split(";") if p.strip()
                 ),
                 fields=tuple(sorted(fields[name], key=lambda f: f.position)),
+                engagement_metric=(row.get("engagement_metric") or "").strip(),
             )
     return types
 

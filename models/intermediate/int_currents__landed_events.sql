@@ -1,0 +1,1 @@
+{{ currents_landed_events_union() }}

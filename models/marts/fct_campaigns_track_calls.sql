@@ -1,0 +1,1 @@
+{{ segment_family_track_calls('campaigns') }}

@@ -1,0 +1,1 @@
+{{ stg_currents_event('users.messages.sms.Rejection') }}
