@@ -146,6 +146,7 @@ class ConnectorsConfig:
     path: Path
     connectors: tuple[Connector, ...]
     push: PushSettings
+    api_base: str | None = None  # a local emulator instead of Segment's hosts
 
     def select(self, names: tuple[str, ...] | list[str] = ()) -> list[Connector]:
         if not names:
@@ -194,6 +195,9 @@ def load(path: Path | str | None = None) -> ConnectorsConfig:
 def parse(raw: Any, path: Path) -> ConnectorsConfig:
     if not isinstance(raw, dict) or not isinstance(raw.get("connectors"), list):
         raise ConfigError(f"{path}: expected a mapping with a 'connectors' list")
+    unknown = sorted(set(raw) - {"connectors", "push", "api_base"})
+    if unknown:
+        raise ConfigError(f"{path}: unknown top-level key(s) {', '.join(unknown)}")
     errors: list[str] = []
     push = _parse_push(raw.get("push") or {}, path)
     connectors: list[Connector] = []
@@ -215,7 +219,13 @@ def parse(raw: Any, path: Path) -> ConnectorsConfig:
         raise ConfigError("\n".join(errors))
     if not connectors:
         raise ConfigError(f"{path}: no connectors defined")
-    return ConnectorsConfig(path=path, connectors=tuple(connectors), push=push)
+    api_base = raw.get("api_base")
+    return ConnectorsConfig(
+        path=path,
+        connectors=tuple(connectors),
+        push=push,
+        api_base=str(api_base) if api_base else None,
+    )
 
 
 def _parse_push(raw: Any, path: Path) -> PushSettings:

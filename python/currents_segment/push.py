@@ -1,0 +1,875 @@
+"""``currents-segment push``: send the outbox to Segment's HTTP API with a durable ledger.
+
+One run: for each connector, copy new outbox rows into the ledger (enqueue), then read the open
+rows' payloads from the outbox (the warehouse is opened read-only), pass them through the Great
+Expectations gate, cut them into batches bounded by Segment's limits after serialization, mark
+each batch in flight in the ledger, POST it with a bounded number of requests in flight, and mark
+it acknowledged on the 200. See ``ledger.py`` for the crash-safety argument and
+``docs/push.md`` for usage.
+
+Exit codes: 0 everything selected acknowledged; 1 something left pending or at risk, a connector
+stopped (final 4xx, retries exhausted) or a gate failed; 2 configuration or run error.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import json
+import logging
+import os
+import random
+import secrets
+import threading
+import time
+import zlib
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+import duckdb
+
+from currents_segment import catalogue, settings
+from currents_segment.connectors import (
+    API_BASE_ENV,
+    MAX_MESSAGE_ID_CHARS,
+    ConfigError,
+    Connector,
+    ConnectorsConfig,
+    PushSettings,
+)
+from currents_segment.connectors import load as load_connectors
+from currents_segment.ledger import ConnectorCounts, Ledger, LedgerError, now_text
+
+log = logging.getLogger("currents_segment.push")
+
+OUTBOX_TABLE = "marts.fct_segment_outbox"
+# Statuses Segment's own client retries (analytics-python 2.4); other 4xx are final.
+RETRY_STATUSES = frozenset({408, 410, 429, 460})
+FINAL_5XX = frozenset({501, 505})
+# The SQL twin of connectors.scoped_message_id.
+SCOPED_ID_SQL = "md5(?::VARCHAR || ':' || o.message_id)"
+_PREFIX = '{"messageId":"'
+# Room for '{"batch":[', '],"sentAt":"2026-11-23T14:45:00.123456Z"}' and slack.
+_BODY_OVERHEAD = 64
+
+
+class PushError(RuntimeError):
+    """A run cannot start or continue (warehouse missing or locked, bad filter)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Options and results
+
+
+@dataclass(frozen=True)
+class PushOptions:
+    connectors: tuple[str, ...] = ()
+    event_types: tuple[str, ...] = ()
+    since: datetime | None = None
+    until: datetime | None = None
+    dry_run_dir: Path | None = None
+    api_base: str | None = None
+    warehouse: Path | None = None
+    ledger: Path | None = None
+    outbox_table: str = OUTBOX_TABLE
+    progress: bool = True
+
+
+@dataclass
+class ConnectorRun:
+    """What one run did for one connector, and the ledger's totals after it."""
+
+    connector: str
+    segment_workspace: str
+    segment_source: str
+    queued: int = 0
+    sent: int = 0
+    batches: int = 0
+    acknowledged_now: int = 0
+    rejected_now: int = 0
+    missing_from_outbox: int = 0
+    stopped: str | None = None
+    gate_reports: list[str] = field(default_factory=list)
+    totals: dict[str, int] = field(default_factory=dict)
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    skipped_by_reason: dict[str, int] = field(default_factory=dict)
+    pending: int = 0
+    at_risk: int = 0
+    oldest_open: str | None = None
+    open_in_selection: int = 0
+
+
+@dataclass
+class PushResult:
+    run_id: str
+    run_dir: Path
+    dry_run: bool
+    exit_code: int
+    elapsed_seconds: float
+    connectors: list[ConnectorRun]
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["run_dir"] = str(self.run_dir)
+        return data
+
+
+# ---------------------------------------------------------------------------------------------
+# HTTP
+
+
+@dataclass(frozen=True)
+class Outcome:
+    acknowledged: bool
+    final: bool  # a final 4xx: the connector stops
+    attempts: int
+    http_status: int | None
+    error: str | None
+
+
+@dataclass
+class BatchJob:
+    connector: Connector
+    batch_id: int
+    seqs: list[int]
+    items: bytes  # the comma-joined events; sentAt is set per attempt
+    url: str
+    auth: str = field(repr=False)
+    number: int = 0
+
+
+def _backoff(attempt: int, policy: PushSettings) -> float:
+    """Exponential back-off with equal jitter: half fixed, half random."""
+    ceiling = min(policy.retry_max_seconds, policy.retry_base_seconds * 2 ** (attempt - 1))
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+def _retry_after(value: str | None, policy: PushSettings) -> float | None:
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    return min(max(seconds, 0.0), policy.retry_max_seconds)
+
+
+def _is_retryable(status: int) -> bool:
+    return status in RETRY_STATUSES or (status >= 500 and status not in FINAL_5XX)
+
+
+def _scrub(text: str, secret: str) -> str:
+    return text.replace(secret, "***") if secret else text
+
+
+class HttpTransport:
+    """One ``requests.Session`` per worker thread: kept-alive connections, no hidden retries."""
+
+    def __init__(self, policy: PushSettings) -> None:
+        self.policy = policy
+        self._local = threading.local()
+
+    def _session(self) -> Any:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            import requests
+            from requests.adapters import HTTPAdapter
+
+            session = requests.Session()
+            adapter = HTTPAdapter(pool_connections=1, pool_maxsize=1, max_retries=0)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            self._local.session = session
+        return session
+
+    def send(self, job: BatchJob, stop: threading.Event) -> Outcome:
+        import requests
+
+        policy = self.policy
+        headers = {
+            "Content-Type": "application/json",
+            "Authorization": job.auth,
+            "User-Agent": "currents-segment",
+        }
+        if policy.gzip:
+            headers["Content-Encoding"] = "gzip"
+        status: int | None = None
+        error: str | None = None
+        secret = base64.b64decode(job.auth[6:]).decode()[:-1]
+        for attempt in range(1, policy.max_attempts + 1):
+            sent_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ").encode()
+            body = b'{"batch":[' + job.items + b'],"sentAt":"' + sent_at + b'"}'
+            if policy.gzip:
+                body = _gzip(body)
+            wait_for: float | None = None
+            try:
+                response = self._session().post(
+                    job.url, data=body, headers=headers, timeout=policy.timeout_seconds
+                )
+                status = response.status_code
+                if 200 <= status < 300:
+                    return Outcome(True, False, attempt, status, None)
+                error = f"HTTP {status}: {_scrub(response.text[:200], secret)}"
+                if not _is_retryable(status):
+                    return Outcome(False, True, attempt, status, error)
+                if status == 429:
+                    wait_for = _retry_after(response.headers.get("Retry-After"), policy)
+            except requests.RequestException as exc:
+                # Timeouts and dropped connections: the outcome is unknown, so the batch is
+                # sent again under the same messageIds (de-duplicated by Segment).
+                status = None
+                error = f"{type(exc).__name__}: {_scrub(str(exc)[:200], secret)}"
+                self._local.session = None
+            if attempt == policy.max_attempts or stop.is_set():
+                break
+            log.debug("batch %s attempt %s failed (%s); retrying", job.batch_id, attempt, error)
+            time.sleep(wait_for if wait_for is not None else _backoff(attempt, policy))
+        why = "stopped" if stop.is_set() else f"retries exhausted after {attempt} attempts"
+        return Outcome(False, False, attempt, status, f"{why}; last: {error}")
+
+
+def _gzip(body: bytes) -> bytes:
+    compressor = zlib.compressobj(1, zlib.DEFLATED, 31)
+    return compressor.compress(body) + compressor.flush()
+
+
+class DryRunTransport:
+    """``--dry-run``: each batch body goes to a file; nothing is sent."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+
+    def send(self, job: BatchJob, stop: threading.Event) -> Outcome:
+        folder = self.out_dir / job.connector.name
+        folder.mkdir(parents=True, exist_ok=True)
+        sent_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ").encode()
+        body = b'{"batch":[' + job.items + b'],"sentAt":"' + sent_at + b'"}'
+        (folder / f"batch-{job.number:06d}.json").write_bytes(body)
+        return Outcome(True, False, 1, None, None)
+
+
+# ---------------------------------------------------------------------------------------------
+# The outbox (read-only)
+
+
+def open_warehouse(path: Path, table: str) -> duckdb.DuckDBPyConnection:
+    if not path.exists():
+        raise PushError(f"warehouse {path} does not exist: run ingest and build first")
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.IOException as exc:
+        raise PushError(
+            f"warehouse {path} cannot be opened read-only (is dbt build running?): {exc}"
+        ) from None
+    try:
+        con.execute(f"SELECT message_id, payload_json, is_sendable FROM {table} LIMIT 0")
+    except duckdb.Error as exc:
+        con.close()
+        raise PushError(
+            f"warehouse {path}: outbox {table} is not readable ({exc}); run build first"
+        ) from None
+    return con
+
+
+def _ts_text(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _enqueue(
+    con: duckdb.DuckDBPyConnection,
+    ledger: Ledger,
+    connector: Connector,
+    table: str,
+    policy: PushSettings,
+) -> int:
+    """Copy the connector's outbox rows into the ledger; returns how many rows are new."""
+    scoped = connector.message_id == "workspace_scoped"
+    sent_id = SCOPED_ID_SQL if scoped else "o.message_id"
+    params: list[Any] = [connector.segment_workspace] if scoped else []
+    where = "list_contains(?, o.currents_event_type)"
+    params_where: list[Any] = [list(connector.event_types)]
+    if not connector.all_workspaces:
+        where += " AND list_contains(?, o.app_group_id)"
+        params_where.append(list(connector.braze_workspaces))
+    # Size of the payload as sent: workspace-scoped ids replace the Currents id in the JSON.
+    sql = f"""
+        WITH rows AS (
+            SELECT {sent_id} AS sent_id, o.message_id, o.currents_event_type, o.app_group_id,
+                strftime(o.event_timestamp, '%Y-%m-%d %H:%M:%S.%f') AS event_ts,
+                strftime(o.date_hour, '%Y-%m-%d %H:%M:%S.%f') AS date_hour,
+                strlen(o.payload_json) AS raw_bytes,
+                coalesce(o.is_sendable, false) AS is_sendable,
+                coalesce(o.not_sendable_reason, 'unknown') AS not_sendable_reason
+            FROM {table} o WHERE {where}
+        ), sized AS (
+            SELECT *, raw_bytes + strlen(sent_id) - strlen(message_id) AS bytes FROM rows
+        )
+        SELECT sent_id, message_id, currents_event_type, app_group_id, event_ts, date_hour, bytes,
+            CASE
+                WHEN NOT is_sendable AND not_sendable_reason = 'oversize' THEN 'rejected'
+                WHEN NOT is_sendable THEN 'skipped'
+                WHEN bytes > {policy.max_event_bytes} THEN 'rejected'
+                WHEN strlen(sent_id) > {MAX_MESSAGE_ID_CHARS} THEN 'rejected'
+                ELSE 'pending' END AS status,
+            CASE
+                WHEN NOT is_sendable THEN not_sendable_reason
+                WHEN bytes > {policy.max_event_bytes} THEN 'oversize'
+                WHEN strlen(sent_id) > {MAX_MESSAGE_ID_CHARS} THEN 'message_id_too_long'
+                END AS reason,
+            CASE
+                WHEN NOT is_sendable THEN 'not sendable in the outbox: ' || not_sendable_reason
+                WHEN bytes > {policy.max_event_bytes}
+                    THEN 'event is ' || bytes || ' bytes, over Segment''s '
+                        || {policy.max_event_bytes} || '-byte limit'
+                WHEN strlen(sent_id) > {MAX_MESSAGE_ID_CHARS}
+                    THEN 'messageId longer than {MAX_MESSAGE_ID_CHARS} characters'
+                END AS error
+        FROM sized
+    """
+    before = ledger.count_rows(connector.name)
+    cur = con.execute(sql, params + params_where)
+    const = (connector.name, connector.segment_workspace, connector.segment_source, now_text())
+    while True:
+        chunk = cur.fetchmany(100_000)
+        if not chunk:
+            break
+        ledger.enqueue(
+            (const[0], r[0], r[1], r[2], r[3], const[1], const[2], r[4], r[5], r[6], r[7], r[8],
+             r[9], const[3])
+            for r in chunk
+        )  # fmt: skip
+    return ledger.count_rows(connector.name) - before
+
+
+def _payload_chunks(
+    con: duckdb.DuckDBPyConnection,
+    open_rows: list[tuple[int, str, str]],
+    table: str,
+    chunk_rows: int,
+) -> Iterator[Any]:
+    """The open rows joined to their outbox payloads, spliced to the sent messageId."""
+    import pandas as pd
+
+    pending = pd.DataFrame(open_rows, columns=["seq", "sent_id", "currents_id"])
+    con.register("cs_push_open_rows", pending)
+    try:
+        cur = con.execute(
+            f"""
+            SELECT *, strlen(payload) AS payload_bytes FROM (
+                SELECT p.seq, p.sent_id AS message_id, o.message_id IS NOT NULL AS in_outbox,
+                    CASE
+                        WHEN NOT starts_with(o.payload_json, '{_PREFIX}' || p.currents_id || '"')
+                            THEN NULL
+                        WHEN p.sent_id = p.currents_id THEN o.payload_json
+                        ELSE '{_PREFIX}' || p.sent_id || '"'
+                            || substr(o.payload_json, length(p.currents_id) + {len(_PREFIX) + 2})
+                        END AS payload,
+                    coalesce(o.user_id, o.anonymous_id) AS user_or_anonymous_id,
+                    o.event,
+                    epoch(o.event_timestamp) AS event_epoch_s
+                FROM cs_push_open_rows p LEFT JOIN {table} o ON o.message_id = p.currents_id
+            )
+            """
+        )
+        vectors = max(1, chunk_rows // 2048)
+        while True:
+            df = cur.fetch_df_chunk(vectors)
+            if df is None or len(df) == 0:
+                break
+            df["payload_matches_id"] = df["payload"].notna()
+            yield df
+    finally:
+        con.unregister("cs_push_open_rows")
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+
+
+class _Coordinator:
+    """Owns the ledger connection; workers only do HTTP."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        transport: HttpTransport | DryRunTransport,
+        policy: PushSettings,
+        run_id: str,
+        progress: Any,
+    ) -> None:
+        self.ledger = ledger
+        self.transport = transport
+        self.policy = policy
+        self.run_id = run_id
+        self.pool = ThreadPoolExecutor(policy.max_in_flight, thread_name_prefix="push")
+        self.inflight: dict[Future[Outcome], BatchJob] = {}
+        self.stops: dict[str, threading.Event] = {}
+        self.runs: dict[str, ConnectorRun] = {}
+        self.progress = progress
+        self.tasks: dict[str, Any] = {}
+        self.numbers: dict[str, int] = {}
+
+    def stop_event(self, name: str) -> threading.Event:
+        return self.stops.setdefault(name, threading.Event())
+
+    def submit(self, job: BatchJob, run: ConnectorRun) -> None:
+        while len(self.inflight) >= self.policy.max_in_flight:
+            self.drain(FIRST_COMPLETED)
+        if self.stop_event(job.connector.name).is_set():
+            return
+        self.numbers[job.connector.name] = job.number = self.numbers.get(job.connector.name, 0) + 1
+        job.batch_id = self.ledger.start_batch(
+            self.run_id, job.connector.name, job.seqs, len(job.items)
+        )
+        run.sent += len(job.seqs)
+        run.batches += 1
+        future = self.pool.submit(self.transport.send, job, self.stop_event(job.connector.name))
+        self.inflight[future] = job
+
+    def drain(self, mode: str = FIRST_COMPLETED) -> None:
+        if not self.inflight:
+            return
+        done, _ = wait(list(self.inflight), return_when=mode)
+        for future in done:
+            job = self.inflight.pop(future)
+            outcome = future.result()
+            self.ledger.finish_batch(
+                job.batch_id,
+                job.seqs,
+                outcome.acknowledged,
+                outcome.attempts,
+                outcome.http_status,
+                outcome.error,
+            )
+            run = self.runs[job.connector.name]
+            if outcome.acknowledged:
+                run.acknowledged_now += len(job.seqs)
+                if self.progress is not None:
+                    self.progress.advance(self.tasks[job.connector.name], len(job.seqs))
+                continue
+            if run.stopped is None:
+                kind = "final HTTP error" if outcome.final else "send failed"
+                run.stopped = f"{kind} on batch {job.batch_id}: {outcome.error}"
+                log.error("connector %s stopped: %s", job.connector.name, run.stopped)
+            self.stop_event(job.connector.name).set()
+
+    def close(self) -> None:
+        while self.inflight:
+            self.drain(FIRST_COMPLETED)
+        self.pool.shutdown(wait=True)
+
+
+def _batches(
+    seqs: list[int], payloads: list[str], sizes: list[int], policy: PushSettings
+) -> Iterator[tuple[list[int], list[str], int]]:
+    """Cut events into batches of at most max_batch_events and max_batch_bytes (serialized)."""
+    budget = policy.max_batch_bytes - _BODY_OVERHEAD
+    limit = policy.max_batch_events
+    batch_seqs: list[int] = []
+    batch_items: list[str] = []
+    used = 0
+    for seq, payload, size in zip(seqs, payloads, sizes, strict=True):
+        if batch_seqs and (len(batch_seqs) >= limit or used + size + 1 > budget):
+            yield batch_seqs, batch_items, used
+            batch_seqs, batch_items, used = [], [], 0
+        batch_seqs.append(seq)
+        batch_items.append(payload)
+        used += size + (1 if used else 0)
+    if batch_seqs:
+        yield batch_seqs, batch_items, used
+
+
+def _push_connector(
+    coord: _Coordinator,
+    con: duckdb.DuckDBPyConnection,
+    connector: Connector,
+    run: ConnectorRun,
+    options: PushOptions,
+    url: str,
+    auth: str,
+    run_dir: Path,
+) -> None:
+    from currents_segment import gate
+
+    policy = coord.policy
+    ledger = coord.ledger
+    types = [catalogue.resolve(t).event_type for t in options.event_types]
+    types = [t for t in types if t in connector.event_types] if types else []
+    if options.event_types and not types:
+        return
+    open_rows = ledger.open_rows(
+        connector.name, types or None, _ts_text(options.since), _ts_text(options.until)
+    )
+    run.open_in_selection = len(open_rows)
+    if not open_rows:
+        return
+    if coord.progress is not None:
+        coord.tasks[connector.name] = coord.progress.add_task(connector.name, total=len(open_rows))
+    known_events = [t.segment_event for t in catalogue.supported()]
+    chunk_number = 0
+    for df in _payload_chunks(con, open_rows, options.outbox_table, policy.gate_chunk_events):
+        if coord.stop_event(connector.name).is_set():
+            break
+        chunk_number += 1
+        missing = df[~df["in_outbox"]]
+        if len(missing):
+            run.missing_from_outbox += len(missing)
+            ledger.note_error(
+                missing["seq"].tolist(), f"not in the outbox {options.outbox_table}; left pending"
+            )
+            df = df[df["in_outbox"]]
+            if not len(df):
+                continue
+        max_epoch = time.time() + policy.future_tolerance_seconds
+        frame = df[
+            ["message_id", "user_or_anonymous_id", "event", "event_epoch_s", "payload_matches_id"]
+        ].reset_index(drop=True)
+        result = gate.validate_frame(
+            frame,
+            gate.outbox_expectations(known_events, max_epoch),
+            suite_name=f"push-{connector.name}-{chunk_number}",
+        )
+        if not result.success:
+            path = result.write(run_dir / f"gate-{connector.name}-{chunk_number:04d}.json")
+            run.gate_reports.append(str(path))
+            run.stopped = f"{result.describe()} (validation result: {path})"
+            log.error("connector %s blocked by the gate: %s", connector.name, run.stopped)
+            ledger.note_error(df["seq"].tolist(), f"blocked by the gate; see {path}")
+            coord.stop_event(connector.name).set()
+            break
+        seqs = df["seq"].tolist()
+        payloads = df["payload"].tolist()
+        sizes = df["payload_bytes"].tolist()  # UTF-8 bytes (DuckDB's strlen)
+        keep_seqs: list[int] = []
+        keep_payloads: list[str] = []
+        keep_sizes: list[int] = []
+        oversize: list[int] = []
+        for seq, payload, size in zip(seqs, payloads, sizes, strict=True):
+            if size > policy.max_event_bytes:
+                oversize.append(seq)
+            else:
+                keep_seqs.append(seq)
+                keep_payloads.append(payload)
+                keep_sizes.append(size)
+        if oversize:
+            ledger.reject(
+                oversize, "oversize", f"event over Segment's {policy.max_event_bytes}-byte limit"
+            )
+            run.rejected_now += len(oversize)
+            if coord.progress is not None:
+                coord.progress.advance(coord.tasks[connector.name], len(oversize))
+        for batch_seqs, items, _size in _batches(keep_seqs, keep_payloads, keep_sizes, policy):
+            if coord.stop_event(connector.name).is_set():
+                break
+            job = BatchJob(connector, 0, batch_seqs, ",".join(items).encode(), url, auth)
+            coord.submit(job, run)
+
+
+def _finish_counts(ledger: Ledger, run: ConnectorRun, policy: PushSettings) -> ConnectorCounts:
+    counts = ledger.counts(run.connector, policy.at_risk_hours)
+    run.totals = dict(counts.by_status)
+    run.rejected_by_reason = counts.rejected_by_reason
+    run.skipped_by_reason = counts.skipped_by_reason
+    run.pending = counts.open
+    run.at_risk = counts.at_risk
+    run.oldest_open = counts.oldest_open
+    return counts
+
+
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def run_push(config: ConnectorsConfig, options: PushOptions) -> PushResult:
+    """One push run; raises ConfigError, LedgerError or PushError before anything is sent."""
+    started = time.monotonic()
+    policy = config.push
+    selected = config.select(options.connectors)
+    for name in options.event_types:
+        try:
+            catalogue.resolve(name)
+        except catalogue.CatalogueError as exc:
+            raise PushError(f"--event-type: {exc}") from None
+    dry_run = options.dry_run_dir is not None
+    api_base = options.api_base or os.environ.get(API_BASE_ENV) or config.api_base
+    auths: dict[str, str] = {}
+    if not dry_run:
+        for c in selected:
+            key = c.write_key()  # ConfigError names the variable or file, never the value
+            auths[c.name] = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
+    run_id = new_run_id()
+    run_dir = settings.reports_dir() / "push" / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(run_dir / "push.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    ledger = Ledger.in_memory_copy(options.ledger) if dry_run else Ledger(options.ledger)
+    runs: list[ConnectorRun] = []
+    try:
+        ledger.lock()
+        ledger.start_run(run_id)
+        warehouse = options.warehouse or settings.warehouse_path()
+        con = open_warehouse(warehouse, options.outbox_table)
+        log.info(
+            "run %s: connectors %s, warehouse %s, ledger %s%s",
+            run_id,
+            ", ".join(c.name for c in selected),
+            warehouse,
+            ledger.path,
+            f", dry run into {options.dry_run_dir}" if dry_run else "",
+        )
+        transport: HttpTransport | DryRunTransport = (
+            DryRunTransport(options.dry_run_dir) if options.dry_run_dir else HttpTransport(policy)
+        )
+        progress = _progress() if options.progress else None
+        coord = _Coordinator(ledger, transport, policy, run_id, progress)
+        try:
+            if progress is not None:
+                progress.start()
+            for c in selected:
+                run = ConnectorRun(c.name, c.segment_workspace, c.segment_source)
+                runs.append(run)
+                coord.runs[c.name] = run
+                run.queued = _enqueue(con, ledger, c, options.outbox_table, policy)
+                _push_connector(
+                    coord, con, c, run, options, c.endpoint(api_base), auths.get(c.name, ""),
+                    run_dir,
+                )  # fmt: skip
+            coord.close()
+        finally:
+            coord.pool.shutdown(wait=True)
+            if progress is not None:
+                progress.stop()
+            con.close()
+        for run in runs:
+            _finish_counts(ledger, run, policy)
+            log.info(
+                "connector %s: queued %s, sent %s in %s batches, acknowledged %s now; totals %s;"
+                " rejected %s; skipped %s; at risk %s; missing from outbox %s; stopped: %s",
+                run.connector, run.queued, run.sent, run.batches, run.acknowledged_now,
+                run.totals, run.rejected_by_reason, run.skipped_by_reason, run.at_risk,
+                run.missing_from_outbox, run.stopped or "no",
+            )  # fmt: skip
+            run.open_in_selection = len(
+                ledger.open_rows(
+                    run.connector,
+                    [catalogue.resolve(t).event_type for t in options.event_types] or None,
+                    _ts_text(options.since),
+                    _ts_text(options.until),
+                )
+            )
+        exit_code = _exit_code(runs, dry_run)
+        result = PushResult(
+            run_id, run_dir, dry_run, exit_code, round(time.monotonic() - started, 3), runs
+        )
+        summary = json.dumps(result.to_json(), indent=2, default=str)
+        (run_dir / "summary.json").write_text(summary)
+        ledger.finish_run(run_id, exit_code, summary)
+        log.info("run %s finished with exit code %s", run_id, exit_code)
+        return result
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+        ledger.close()
+
+
+def _exit_code(runs: list[ConnectorRun], dry_run: bool) -> int:
+    if any(r.stopped for r in runs):
+        return 1
+    if dry_run:
+        return 0
+    if any(r.open_in_selection or r.at_risk for r in runs):
+        return 1
+    return 0
+
+
+def _progress() -> Any:
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("events"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+    )
+
+
+def print_summary(result: PushResult) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    def reasons(counts: dict[str, int]) -> str:
+        total = sum(counts.values())
+        if not total:
+            return "0"
+        return f"{total} (" + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) + ")"
+
+    title = f"push {result.run_id}" + (
+        " (dry run: batches written, nothing sent)" if result.dry_run else ""
+    )
+    table = Table(title=title)
+    for column in (
+        "connector", "workspace/source", "queued", "sent", "acknowledged", "rejected",
+        "skipped", "pending", "at risk", "status",
+    ):  # fmt: skip
+        table.add_column(
+            column,
+            justify="left" if column in ("connector", "workspace/source", "status") else "right",
+        )
+    for r in result.connectors:
+        status = r.stopped or ("ok" if not r.open_in_selection else "pending left")
+        if r.missing_from_outbox:
+            status += f"; {r.missing_from_outbox} missing from the outbox"
+        table.add_row(
+            r.connector,
+            f"{r.segment_workspace}/{r.segment_source}",
+            str(r.queued),
+            str(r.sent),
+            str(r.totals.get("acknowledged", 0)),
+            reasons(r.rejected_by_reason),
+            reasons(r.skipped_by_reason),
+            str(r.pending),
+            str(r.at_risk),
+            status,
+        )
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        console = Console(stderr=True, width=200)  # logs and cron mail: do not wrap the table
+    console.print(table)
+    console.print(f"run log and summary: {result.run_dir} (exit code {result.exit_code})")
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI
+
+
+def _parse_time(value: str | None, option: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO-8601 time", param_hint=option) from None
+    return dt.astimezone(UTC).replace(tzinfo=None) if dt.tzinfo else dt
+
+
+@click.command()
+@click.option(
+    "--connectors",
+    "connectors_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Connectors YAML (default: $CURRENTS_SEGMENT_CONNECTORS, else the embedded demo).",
+)
+@click.option(
+    "--connector", "connector_names", multiple=True, help="Only this connector (repeatable)."
+)
+@click.option(
+    "--event-type", "event_types", multiple=True, help="Only this Currents event type (repeatable)."
+)
+@click.option("--since", default=None, help="Only events at or after this time (ISO-8601, UTC).")
+@click.option("--until", default=None, help="Only events before this time (ISO-8601, UTC).")
+@click.option(
+    "--dry-run",
+    "dry_run_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Write each batch body to OUT_DIR/<connector>/batch-NNNNNN.json; send nothing, ledger untouched.",
+)
+@click.option(
+    "--api-base",
+    default=None,
+    help=f"Send to this base URL (an emulator) instead of Segment's hosts; also ${API_BASE_ENV}.",
+)
+@click.option(
+    "--warehouse",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Warehouse DuckDB (default: settings).",
+)
+@click.option(
+    "--ledger",
+    "ledger_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Ledger SQLite (default: settings).",
+)
+@click.option(
+    "--requeue",
+    "requeue_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="File of messageIds (one per line) Segment does not hold: send them again (needs one --connector).",
+)
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def cli(
+    connectors_file: Path | None,
+    connector_names: tuple[str, ...],
+    event_types: tuple[str, ...],
+    since: str | None,
+    until: str | None,
+    dry_run_dir: Path | None,
+    api_base: str | None,
+    warehouse: Path | None,
+    ledger_path: Path | None,
+    requeue_file: Path | None,
+    progress: bool,
+) -> None:
+    """Send the outbox to Segment with a durable ledger.
+
+    Exit codes: 0 all selected events acknowledged; 1 events left pending or at risk, a connector
+    stopped by a final 4xx or a gate failure; 2 configuration or run error.
+    """
+    options = PushOptions(
+        connectors=connector_names,
+        event_types=event_types,
+        since=_parse_time(since, "--since"),
+        until=_parse_time(until, "--until"),
+        dry_run_dir=dry_run_dir,
+        api_base=api_base,
+        warehouse=warehouse,
+        ledger=ledger_path,
+        progress=progress,
+    )
+    try:
+        config = load_connectors(connectors_file)
+        if requeue_file is not None:
+            if len(connector_names) != 1:
+                raise PushError("--requeue needs exactly one --connector")
+            config.select(connector_names)
+            ids = [line.strip() for line in requeue_file.read_text().splitlines() if line.strip()]
+            ledger = Ledger(ledger_path)
+            try:
+                moved = ledger.requeue(connector_names[0], ids, f"requeued from {requeue_file}")
+            finally:
+                ledger.close()
+            click.echo(f"requeued {moved} of {len(ids)} messageIds from {requeue_file}", err=True)
+        result = run_push(config, options)
+    except (ConfigError, LedgerError, PushError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from None
+    print_summary(result)
+    raise SystemExit(result.exit_code)
