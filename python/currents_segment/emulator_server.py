@@ -250,6 +250,7 @@ class Emulator:
         kept = self.pending.kept
         slug = source.slug
         minute = now // 60_000_000 * 60
+        can_be_revoked = source.revoked or bool(source.revoked_windows)
         for item in items:
             if not isinstance(item, dict):
                 self._drop(None, "invalid_event", source, now, None, None)
@@ -289,7 +290,7 @@ class Emulator:
                     timestamp = now
             if original is None:
                 original = timestamp
-            if source.revoked_for(timestamp):
+            if can_be_revoked and source.revoked_for(timestamp):
                 self._drop(mid, "revoked_write_key", source, now, event_text, timestamp)
                 continue
             first = seen.get(mid)

@@ -119,16 +119,30 @@ def snake_cached(name: str) -> str:
     return found
 
 
+# prefix -> (key -> column name): the same few keys recur in every event.
+_FLAT_NAMES: dict[str, dict[str, str]] = {}
+
+
 def flatten(prefix: str, obj: dict[str, Any], out: dict[str, Any]) -> None:
     """Nested objects -> ``prefix_key_subkey`` columns; arrays are kept as JSON text.
 
     Segment's warehouses flatten objects the same way and store arrays as strings.
     """
+    names = _FLAT_NAMES.get(prefix)
+    if names is None:
+        names = {}
+        if len(_FLAT_NAMES) < 10_000:  # bounded: prefixes come from clients' keys
+            _FLAT_NAMES[prefix] = names
     for key, value in obj.items():
-        name = prefix + snake_cached(str(key))
-        if isinstance(value, dict):
+        name = names.get(key)
+        if name is None:
+            name = prefix + snakecase(str(key))
+            if len(names) < 10_000:  # bounded: keys come from clients
+                names[key] = name
+        kind = type(value)
+        if kind is dict:
             flatten(name + "_", value, out)
-        elif isinstance(value, list):
+        elif kind is list:
             out[name] = orjson.dumps(value).decode()
         else:
             out[name] = value
@@ -163,63 +177,96 @@ class StoreWriter:
     def write(self, pending: PendingWrites) -> dict[str, int]:
         """Write every buffered row; returns rows written per table (``schema.table``)."""
         with self._lock:
-            written: dict[str, int] = {}
-            by_table: dict[tuple[str, str], list[dict[str, Any]]] = {}
+            by_source: dict[str, dict[str, list[dict[str, Any]]]] = {}
             for slug, row, props in pending.kept:
-                by_table.setdefault((slug, "tracks"), []).append(row)
                 event_row = dict(row)
                 for key, value in props.items():
-                    event_row[
-                        PROPERTY_COLLISION_PREFIX + key if key in row or key == "uuid_ts" else key
-                    ] = value
-                by_table.setdefault((slug, row["event"]), []).append(event_row)
-            if pending.dropped:
-                by_table[(EMULATOR_SCHEMA, "dropped")] = pending.dropped
-            if pending.duplicated:
-                by_table[(EMULATOR_SCHEMA, "duplicated")] = pending.duplicated
-            if not by_table:
+                    if key in row or key == "uuid_ts" or key.startswith("context_"):
+                        key = PROPERTY_COLLISION_PREFIX + key
+                    event_row[key] = value
+                by_source.setdefault(slug, {}).setdefault(row["event"], []).append(event_row)
+            written: dict[str, int] = {}
+            if not (by_source or pending.dropped or pending.duplicated):
                 return written
             con = duckdb.connect()
             try:
                 con.execute("SET threads TO 1")  # the event loop needs the other core
-                for (schema, table), rows in by_table.items():
-                    self._write_part(con, schema, table, rows)
-                    written[f"{schema}.{table}"] = len(rows)
+                for slug, tables in by_source.items():
+                    loaded = []
+                    for table, rows in tables.items():
+                        columns = self._load(con, "_rows_" + str(len(loaded)), rows)
+                        self._copy(con, slug, table, "_rows_" + str(len(loaded)), columns)
+                        loaded.append(columns)
+                        written[f"{slug}.{table}"] = len(rows)
+                    # tracks = the common and context columns of every per-event table
+                    union = " UNION ALL BY NAME ".join(
+                        "SELECT "
+                        + ", ".join(_ident(c) for c in cols if _is_track_column(c))
+                        + f" FROM _rows_{i}"
+                        for i, cols in enumerate(loaded)
+                    )
+                    columns = sorted({c for cols in loaded for c in cols if _is_track_column(c)})
+                    self._copy(con, slug, "tracks", f"({union})", columns)
+                    written[f"{slug}.tracks"] = sum(len(r) for r in tables.values())
+                    for i in range(len(loaded)):
+                        con.execute(f"DROP TABLE _rows_{i}")
+                for table, rows in (
+                    ("dropped", pending.dropped),
+                    ("duplicated", pending.duplicated),
+                ):
+                    if rows:
+                        columns = self._load(con, "_rows_emu", rows)
+                        self._copy(con, EMULATOR_SCHEMA, table, "_rows_emu", columns)
+                        con.execute("DROP TABLE _rows_emu")
+                        written[f"{EMULATOR_SCHEMA}.{table}"] = len(rows)
             finally:
                 con.close()
             return written
 
-    def _write_part(
-        self, con: duckdb.DuckDBPyConnection, schema: str, table: str, rows: list[dict[str, Any]]
-    ) -> None:
+    def _load(
+        self, con: duckdb.DuckDBPyConnection, name: str, rows: list[dict[str, Any]]
+    ) -> list[str]:
+        """Rows -> a temporary DuckDB table (through NDJSON, parsed once); its columns."""
         self._seq += 1
-        stem = f"part-{self._run}-{self._seq:06d}"
-        ndjson = self._tmp / f"{stem}.ndjson"
-        ndjson.write_bytes(b"\n".join(orjson.dumps(r) for r in rows))
+        ndjson = self._tmp / f"rows-{self._run}-{self._seq:06d}.ndjson"
+        ndjson.write_bytes(b"\n".join([orjson.dumps(r) for r in rows]))
         try:
-            columns = [
-                d[0]
-                for d in con.execute(
-                    "DESCRIBE SELECT * FROM read_json(?, format='newline_delimited', "
-                    "sample_size=-1, maximum_object_size=67108864)",
-                    [str(ndjson)],
-                ).fetchall()
-            ]
-            select = ", ".join(_column_sql(schema, c) for c in _ordered(schema, columns))
-            out_dir = self.root / schema / table
-            out_dir.mkdir(parents=True, exist_ok=True)
-            final = out_dir / f"{stem}.parquet"
-            partial = out_dir / f".{stem}.parquet.tmp"
             con.execute(
-                f"COPY (SELECT {select} FROM read_json('{_sql_str(ndjson)}', "
-                "format='newline_delimited', sample_size=-1, maximum_object_size=67108864)) "
-                f"TO '{_sql_str(partial)}' (FORMAT parquet, COMPRESSION zstd)"
+                f"CREATE TEMP TABLE {name} AS SELECT * FROM read_json('{_sql_str(ndjson)}', "
+                "format='newline_delimited', sample_size=-1, maximum_object_size=67108864)"
             )
-            os.replace(partial, final)
-            self.parts_written += 1
-            self.rows_written += len(rows)
         finally:
             ndjson.unlink(missing_ok=True)
+        return [d[0] for d in con.execute(f"DESCRIBE {name}").fetchall()]
+
+    def _copy(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        schema: str,
+        table: str,
+        relation: str,
+        columns: list[str],
+    ) -> None:
+        """One Parquet part, written under a temporary name and renamed when complete."""
+        self._seq += 1
+        stem = f"part-{self._run}-{self._seq:06d}"
+        select = ", ".join(_column_sql(schema, c) for c in _ordered(schema, columns))
+        out_dir = self.root / schema / table
+        out_dir.mkdir(parents=True, exist_ok=True)
+        partial = out_dir / f".{stem}.parquet.tmp"
+        con.execute(
+            f"COPY (SELECT {select} FROM {relation}) "
+            f"TO '{_sql_str(partial)}' (FORMAT parquet, COMPRESSION zstd)"
+        )
+        os.replace(partial, out_dir / f"{stem}.parquet")
+        self.parts_written += 1
+        self.rows_written += con.execute(
+            f"SELECT count(*) FROM read_parquet('{_sql_str(out_dir / f'{stem}.parquet')}')"
+        ).fetchone()[0]
+
+
+def _is_track_column(column: str) -> bool:
+    return column in TRACK_COLUMNS or column.startswith("context_")
 
 
 def _sql_str(path: Path) -> str:
