@@ -68,6 +68,7 @@ class PushSettings:
     max_attempts: int = 10
     retry_base_seconds: float = 0.5
     retry_max_seconds: float = 60.0
+    max_retry_after_seconds: float = 300.0  # a 429's Retry-After is honoured up to this
     max_batch_events: int = 2500
     max_batch_bytes: int = 500_000
     max_event_bytes: int = 32 * 1024

@@ -160,7 +160,7 @@ def _retry_after(value: str | None, policy: PushSettings) -> float | None:
         except (TypeError, ValueError):
             return None
         seconds = (when - datetime.now(UTC)).total_seconds()
-    return min(max(seconds, 0.0), policy.retry_max_seconds)
+    return min(max(seconds, 0.0), policy.max_retry_after_seconds)
 
 
 def _is_retryable(status: int) -> bool:

@@ -1,0 +1,135 @@
+"""The SQLite send ledger: upsert rules, batch lifecycle, durability, lock, counts."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from currents_segment.ledger import Ledger, LedgerError
+
+
+def row(mid: str, status: str = "pending", reason: str | None = None, hours_old: float = 1.0):
+    when = (datetime.now(UTC) - timedelta(hours=hours_old)).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return (
+        "c1", mid, mid, "users.messages.email.Send", "ag-1", "acme-us", "braze_us", when, when,
+        600, status, reason, None if reason is None else f"why: {reason}", when,
+    )  # fmt: skip
+
+
+def statuses(path) -> dict[str, str]:
+    with sqlite3.connect(path) as con:
+        return dict(con.execute("SELECT message_id, status FROM ledger"))
+
+
+def test_enqueue_is_idempotent_and_never_moves_sent_rows(tmp_path):
+    path = tmp_path / "ledger.sqlite"
+    ledger = Ledger(path)
+    ledger.enqueue([row("a"), row("b"), row("c", "skipped", "no_external_user_id"), row("d")])
+    seq = {m: s for s, m, _ in ledger.open_rows("c1")}
+    batch = ledger.start_batch("run-1", "c1", [seq["a"]], 100)
+    ledger.finish_batch(batch, [seq["a"]], True, 1, 200, None)
+    ledger.start_batch("run-1", "c1", [seq["b"]], 100)
+    # The outbox now says: a and b not sendable, c sendable (anonymous users included), d too big.
+    ledger.enqueue(
+        [
+            row("a", "skipped", "test_event"),
+            row("b", "skipped", "test_event"),
+            row("c"),
+            row("d", "rejected", "oversize"),
+        ]
+    )
+    assert statuses(path) == {
+        "a": "acknowledged",
+        "b": "in_flight",
+        "c": "pending",
+        "d": "rejected",
+    }
+    assert ledger.count_rows("c1") == 4
+    ledger.close()
+
+
+def test_in_flight_is_committed_before_the_send_and_failure_returns_to_pending(tmp_path):
+    path = tmp_path / "ledger.sqlite"
+    ledger = Ledger(path)
+    ledger.enqueue([row("a"), row("b")])
+    seqs = [s for s, _, _ in ledger.open_rows("c1")]
+    batch = ledger.start_batch("run-1", "c1", seqs, 1234)
+    # Another process (a restart after kill -9) already sees the rows in flight.
+    assert statuses(path) == {"a": "in_flight", "b": "in_flight"}
+    # In-flight rows come first when a run resumes: their outcome is unknown.
+    ledger.enqueue([row("c")])
+    assert [m for _, m, _ in ledger.open_rows("c1")] == ["a", "b", "c"]
+    ledger.finish_batch(batch, seqs, False, 3, 503, "HTTP 503")
+    with sqlite3.connect(path) as con:
+        got = con.execute(
+            "SELECT status, attempts, last_http_status, error FROM ledger WHERE message_id='a'"
+        ).fetchone()
+        batch_row = con.execute(
+            "SELECT status, attempts, events, body_bytes FROM batches"
+        ).fetchone()
+    assert got == ("pending", 3, 503, "HTTP 503")
+    assert batch_row == ("failed", 3, 2, 1234)
+    ledger.close()
+
+
+def test_requeue_sends_acknowledged_events_again(tmp_path):
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    ledger.enqueue([row("a"), row("b"), row("c")])
+    seqs = [s for s, _, _ in ledger.open_rows("c1")]
+    ledger.finish_batch(ledger.start_batch("r", "c1", seqs[:2], 1), seqs[:2], True, 1, 200, None)
+    assert ledger.requeue("c1", ["a", "c", "zzz"], "missing at Segment") == 1
+    assert [m for _, m, _ in ledger.open_rows("c1")] == ["a", "c"]
+    ledger.close()
+
+
+def test_counts_by_reason_and_at_risk(tmp_path):
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    ledger.enqueue(
+        [
+            row("old", hours_old=72),
+            row("new", hours_old=1),
+            row("s1", "skipped", "no_external_user_id"),
+            row("s2", "skipped", "test_event"),
+            row("r1", "rejected", "oversize"),
+        ]
+    )
+    counts = ledger.counts("c1", at_risk_hours=48)
+    assert counts.by_status == {"pending": 2, "skipped": 2, "rejected": 1}
+    assert counts.skipped_by_reason == {"no_external_user_id": 1, "test_event": 1}
+    assert counts.rejected_by_reason == {"oversize": 1}
+    assert counts.at_risk == 1
+    assert ledger.counts("c1", at_risk_hours=100).at_risk == 0
+    ledger.close()
+
+
+def test_one_push_at_a_time(tmp_path):
+    first = Ledger(tmp_path / "ledger.sqlite")
+    first.lock()
+    second = Ledger(tmp_path / "ledger.sqlite")
+    with pytest.raises(LedgerError, match="another push holds .*ledger.sqlite.lock"):
+        second.lock()
+    first.close()
+    second.lock()
+    second.close()
+
+
+def test_dry_run_copy_leaves_the_ledger_untouched(tmp_path):
+    path = tmp_path / "ledger.sqlite"
+    ledger = Ledger(path)
+    ledger.enqueue([row("a")])
+    ledger.close()
+    copy = Ledger.in_memory_copy(path)
+    copy.enqueue([row("b")])
+    seqs = [s for s, _, _ in copy.open_rows("c1")]
+    copy.finish_batch(copy.start_batch("r", "c1", seqs, 1), seqs, True, 1, 200, None)
+    copy.close()
+    assert statuses(path) == {"a": "pending"}
+
+
+def test_a_file_that_is_not_a_ledger_is_named(tmp_path):
+    path = tmp_path / "ledger.sqlite"
+    path.write_text("this is not sqlite" * 100)
+    with pytest.raises(LedgerError, match=f"{path}: not a usable ledger"):
+        Ledger(path)

@@ -1,0 +1,146 @@
+"""Push against the real emulator subprocess over loopback: exact counts in its store."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter
+
+import duckdb
+import pytest
+
+from currents_segment import connectors, push, settings
+from currents_segment.emulator import running_emulator
+from test_push_support import (
+    EU_KEY,
+    US_KEY,
+    build_outbox,
+    connector,
+    emulator_config,
+    make_rows,
+    stored_ids,
+    write_connectors,
+)
+
+
+@pytest.fixture
+def keys(monkeypatch):
+    monkeypatch.setenv("CS_TEST_KEY_US", US_KEY)
+    monkeypatch.setenv("CS_TEST_KEY_EU", EU_KEY)
+
+
+def run(cs_home, items, emu, push_settings=None, **options):
+    config = connectors.load(write_connectors(cs_home / "connectors.yml", items, push_settings))
+    return push.run_push(config, push.PushOptions(api_base=emu.url, progress=False, **options))
+
+
+def ledger_rows(sql: str) -> list[tuple]:
+    with sqlite3.connect(settings.ledger_path()) as con:
+        return con.execute(sql).fetchall()
+
+
+def test_every_sendable_event_arrives_once_and_the_rest_is_accounted_for(cs_home, keys):
+    rows = make_rows(1100, no_user=7, test_events=3, oversize=2)
+    # One event the outbox calls sendable but which is over 32 KB once serialized.
+    big = make_rows(0, seed=99, oversize=1)[0]
+    rows.append(big[:14] + (True, None))
+    build_outbox(settings.warehouse_path(), rows)
+    sendable = {r[0] for r in rows if r[14] and r[13] <= 32 * 1024}
+    limits = {"max_batch_events": 100, "max_batch_bytes": 40_000, "gzip": True}
+    with running_emulator(emulator_config(), cs_home / "store") as emu:
+        result = run(cs_home, [connector("us")], emu, limits)
+        emu.flush()
+        stats = emu.stats()
+        again = run(cs_home, [connector("us")], emu, limits)
+    assert result.exit_code == 0, result.connectors[0].stopped
+    ids = stored_ids(cs_home / "store", "braze_us")
+    assert len(ids) == len(set(ids)) == 1100
+    assert set(ids) == sendable
+    assert stats["events_kept"] == 1100 and stats["events_dropped"] == {}
+    summary = result.connectors[0]
+    assert (summary.queued, summary.sent, summary.acknowledged_now) == (1113, 1100, 1100)
+    assert summary.rejected_by_reason == {"oversize": 3}
+    assert summary.skipped_by_reason == {"no_external_user_id": 7, "test_event": 3}
+    assert summary.pending == 0 and summary.at_risk == 0
+    # Batches bounded by count and by serialized bytes; the oversize event never left.
+    for events, body_bytes in ledger_rows("SELECT events, body_bytes FROM batches"):
+        assert events <= 100 and body_bytes + 64 <= 40_000
+    assert ledger_rows(
+        f"SELECT status, batch_id IS NULL FROM ledger WHERE message_id = '{big[0]}'"
+    ) == [("rejected", 1)]
+    # A second run finds nothing new and sends nothing.
+    assert again.exit_code == 0
+    assert (again.connectors[0].queued, again.connectors[0].sent) == (0, 0)
+    assert (result.run_dir / "summary.json").exists() and (result.run_dir / "push.log").exists()
+
+
+def test_fan_out_with_workspace_scoped_ids_reaches_both_workspaces(cs_home, keys):
+    rows = make_rows(300, seed=3)
+    build_outbox(settings.warehouse_path(), rows)
+    items = [
+        connector("us"),
+        connector(
+            "eu",
+            workspace="acme-eu",
+            source="braze_eu",
+            region="eu",
+            key_env="CS_TEST_KEY_EU",
+            message_id="workspace_scoped",
+        ),
+    ]
+    with running_emulator(emulator_config(), cs_home / "store") as emu:
+        result = run(cs_home, items, emu)
+    assert result.exit_code == 0
+    currents_ids = {r[0] for r in rows}
+    assert set(stored_ids(cs_home / "store", "braze_us")) == currents_ids
+    eu_ids = stored_ids(cs_home / "store", "braze_eu")
+    assert sorted(eu_ids) == sorted(
+        connectors.scoped_message_id("acme-eu", m) for m in currents_ids
+    )
+
+
+def test_a_final_4xx_stops_the_connector_and_leaves_events_pending_and_at_risk(cs_home, keys):
+    # A US write key sent to the EU host: Segment answers 401.
+    old = make_rows(40, seed=4, age_hours=72)
+    build_outbox(settings.warehouse_path(), old)
+    wrong = connector("us-key-at-eu", region="eu")
+    with running_emulator(emulator_config(), cs_home / "store") as emu:
+        result = run(cs_home, [wrong], emu)
+        emu.flush()
+        stats = emu.stats()
+    summary = result.connectors[0]
+    assert result.exit_code == 1
+    assert summary.stopped.startswith("final HTTP error on batch 1: HTTP 401")
+    assert US_KEY not in summary.stopped
+    assert (summary.pending, summary.at_risk, summary.acknowledged_now) == (40, 40, 0)
+    assert ledger_rows("SELECT status, last_http_status, count(*) FROM ledger GROUP BY 1, 2") == [
+        ("pending", 401, 40)
+    ]
+    assert stats["events_kept"] == 0 and stats["requests_rejected"] == {"us_key_at_eu_host": 1}
+    assert US_KEY not in (result.run_dir / "push.log").read_text()
+
+
+def test_filters_leave_other_events_pending_and_old_ones_at_risk(cs_home, keys):
+    recent = make_rows(30, seed=5, types=["users.messages.email.Send"])
+    old_sms = make_rows(20, seed=6, age_hours=60, types=["users.messages.sms.Send"])
+    build_outbox(settings.warehouse_path(), recent + old_sms)
+    with running_emulator(emulator_config(), cs_home / "store") as emu:
+        email_only = run(
+            cs_home, [connector("us")], emu, event_types=("users.messages.email.Send",)
+        )
+        rest = run(cs_home, [connector("us")], emu)
+    assert email_only.exit_code == 1  # the sms events are pending and older than 48 h
+    assert (email_only.connectors[0].sent, email_only.connectors[0].at_risk) == (30, 20)
+    assert rest.exit_code == 0
+    assert (rest.connectors[0].sent, rest.connectors[0].at_risk) == (20, 0)
+    assert Counter(stored_ids(cs_home / "store", "braze_us")) == Counter(
+        r[0] for r in recent + old_sms
+    )
+
+
+def test_missing_warehouse_is_a_run_error(cs_home, keys):
+    config = connectors.load(write_connectors(cs_home / "c.yml", [connector("us")]))
+    with pytest.raises(push.PushError, match="warehouse .*warehouse.duckdb does not exist"):
+        push.run_push(config, push.PushOptions(api_base="http://127.0.0.1:9", progress=False))
+    duckdb.connect(str(settings.warehouse_path())).close()
+    with pytest.raises(push.PushError, match="outbox marts.fct_segment_outbox is not readable"):
+        push.run_push(config, push.PushOptions(api_base="http://127.0.0.1:9", progress=False))
