@@ -347,7 +347,7 @@ class IngestResult:
 @dataclass
 class SourceFile:
     path: str  # what the manifest and _source_file say: absolute path or s3:// URL
-    size: int
+    size: int | None
     fingerprint: str  # mtime_ns:<n> locally, etag:<etag> on S3
     local: Path | None = None  # where it is read from (set for S3 once downloaded)
     s3_key: tuple[str, str] | None = None  # (bucket, key)
@@ -369,8 +369,9 @@ def _discover_local(source: str, result: IngestResult) -> list[SourceFile]:
     def add(path: Path) -> None:
         try:
             stat = path.stat()
-        except OSError as exc:
-            result.problems.append(Problem(str(path), "source", f"cannot stat: {exc.strerror}"))
+        except OSError as exc:  # a dangling link, a vanished file: recorded as failed
+            reason = f"unreadable: {exc.strerror or exc}"
+            found.append(SourceFile(str(path), None, "unreadable", None, error=reason))
             return
         found.append(SourceFile(str(path), stat.st_size, f"mtime_ns:{stat.st_mtime_ns}", path))
 
