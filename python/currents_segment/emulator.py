@@ -116,7 +116,12 @@ async def serve(
         http.abort_all()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(server.wait_closed(), 2.0)
-        written = await emulator.flush()
+        try:
+            written = await emulator.flush()
+        except Exception:
+            rescue = emulator.store.rescue(emulator.pending)
+            log.exception("final flush failed; the unwritten rows are in %s", rescue)
+            raise
         log.info("stopped; final flush wrote %s", written)
 
 

@@ -84,8 +84,12 @@ def _ok() -> Response:
     return Response(200, b'{"success":true}')
 
 
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    return Response(status, {"success": False, "error": message}, headers)
+def _error(
+    status: int, message: str, headers: dict[str, str] | None = None, code: str | None = None
+) -> Response:
+    """Error bodies carry ``code`` and ``message``, which Segment's libraries read."""
+    body = {"success": False, "code": code or _REASONS.get(status, "error"), "message": message}
+    return Response(status, body, headers)
 
 
 def _time_us(value: Any) -> int | None:
@@ -156,11 +160,12 @@ class Emulator:
                 429,
                 "rate limit exceeded",
                 {"Retry-After": "1", "X-RateLimit-Reset": str(reset)},
+                code="rate_limited",
             )
         if f.error_5xx_rate and self._rng["5xx"].random() < f.error_5xx_rate:
             status = self._rng["5xx"].choice((500, 502, 503))
             self.faults_injected[f"error_{status}"] += 1
-            return _error(status, "injected server error")
+            return _error(status, "injected server error", code="injected_error")
         if (
             f.drop_connection_before_processing_rate
             and self._rng["drop_before"].random() < f.drop_connection_before_processing_rate
@@ -388,7 +393,7 @@ class Emulator:
 
     def _reject(self, reason: str, status: int, message: str) -> Response:
         self.rejected_by_reason[reason] += 1
-        return _error(status, message)
+        return _error(status, message, code=reason)
 
     # -- flushing --------------------------------------------------------------------------
 

@@ -223,6 +223,21 @@ class StoreWriter:
                 con.close()
             return written
 
+    def rescue(self, pending: PendingWrites) -> Path:
+        """Rows a flush could not write, saved as NDJSON so that nothing is lost silently."""
+        path = self.root / EMULATOR_SCHEMA / "unflushed" / f"rows-{self._run}.ndjson"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("ab") as fh:
+            for slug, row, props in pending.kept:
+                fh.write(
+                    orjson.dumps({"table": "kept", "source": slug, "row": row, "properties": props})
+                    + b"\n"
+                )
+            for table, rows in (("dropped", pending.dropped), ("duplicated", pending.duplicated)):
+                for row in rows:
+                    fh.write(orjson.dumps({"table": table, "row": row}) + b"\n")
+        return path
+
     def _load(
         self, con: duckdb.DuckDBPyConnection, name: str, rows: list[dict[str, Any]]
     ) -> list[str]:
@@ -232,12 +247,16 @@ class StoreWriter:
         ndjson.write_bytes(b"\n".join([orjson.dumps(r) for r in rows]))
         try:
             con.execute(
-                f"CREATE TEMP TABLE {name} AS SELECT * FROM read_json('{_sql_str(ndjson)}', "
+                f"CREATE TEMP TABLE {name}_raw AS SELECT * FROM read_json('{_sql_str(ndjson)}', "
                 "format='newline_delimited', sample_size=-1, maximum_object_size=67108864)"
             )
         finally:
             ndjson.unlink(missing_ok=True)
-        return [d[0] for d in con.execute(f"DESCRIBE {name}").fetchall()]
+        described = con.execute(f"DESCRIBE {name}_raw").fetchall()
+        typed = ", ".join(_typed_sql(column, str(kind)) for column, kind, *_ in described)
+        con.execute(f"CREATE TEMP TABLE {name} AS SELECT {typed} FROM {name}_raw")
+        con.execute(f"DROP TABLE {name}_raw")
+        return [d[0] for d in described]
 
     def _copy(
         self,
@@ -287,11 +306,19 @@ def _ordered(schema: str, columns: list[str]) -> list[str]:
 
 
 def _column_sql(schema: str, column: str) -> str:
-    ident = _ident(column)
     if column == "uuid_ts" and schema != EMULATOR_SCHEMA:
         return "CAST(now() AT TIME ZONE 'UTC' AS TIMESTAMP) AS uuid_ts"
-    if column in _TIME_COLUMNS or (schema == EMULATOR_SCHEMA and column == "timestamp"):
+    return _ident(column)
+
+
+def _typed_sql(column: str, kind: str) -> str:
+    """Warehouse types: times from epoch microseconds, ids as text, mixed JSON as text."""
+    ident = _ident(column)
+    if column in _TIME_COLUMNS:
         return f"make_timestamp(CAST({ident} AS BIGINT)) AS {ident}"
+    if kind == "JSON":
+        # all-null or mixed-type values: unquoted text (a string stays a plain string)
+        return f"json_extract_string({ident}, '$') AS {ident}"
     if column in TRACK_COLUMNS or column in DROPPED_COLUMNS:
         return f"CAST({ident} AS VARCHAR) AS {ident}"
     return ident
