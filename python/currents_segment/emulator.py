@@ -75,6 +75,11 @@ async def serve(
     server = await asyncio.start_server(
         http.serve_connection, host, port, limit=1024 * 1024, backlog=512
     )
+    # Signals are handled before anyone can know the URL: a stop always flushes.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     bound_port = server.sockets[0].getsockname()[1]
     url = f"http://{host}:{bound_port}"
     if ready_file is not None:
@@ -93,11 +98,6 @@ async def serve(
         store_dir,
     )
     click.echo(f"emulator listening on {url} (EU host: {url}/eu1), store {store_dir}")
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
 
     async def flush_periodically() -> None:
         while True:

@@ -529,6 +529,8 @@ class HttpServer:
                 for line in header_block.split("\r\n"):
                     name, _, value = line.partition(":")
                     headers[name.strip().lower()] = value.strip()
+                if headers.get("expect", "").lower() == "100-continue":
+                    writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # curl waits for it
                 try:
                     body = await self._read_body(reader, headers)
                 except ValueError as exc:
