@@ -374,7 +374,9 @@ def main() -> int:
     parser.add_argument("--check", action="store_true", help="report stale files, write nothing")
     args = parser.parse_args()
     if not SCHEMAS.exists():
-        print(f"Braze's schemas are not at {SCHEMAS} (set CURRENTS_SEGMENT_SHARED)", file=sys.stderr)
+        print(
+            f"Braze's schemas are not at {SCHEMAS} (set CURRENTS_SEGMENT_SHARED)", file=sys.stderr
+        )
         return 2
     if args.check:
         stale = stale_files()
