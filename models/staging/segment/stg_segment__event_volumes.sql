@@ -1,4 +1,4 @@
-{{ config(materialized='view', pre_hook="{{ rpt_ensure_received_tables() }}") }}
+{{ config(materialized='view', schema='staging', pre_hook="{{ rpt_ensure_received_tables() }}") }}
 
 select
     segment_workspace,

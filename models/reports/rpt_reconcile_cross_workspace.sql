@@ -1,0 +1,200 @@
+{{ config(materialized='table', schema='reports') }}
+
+-- Findings across workspaces:
+-- same_id_in_many_workspaces: one Currents event received in more than one Segment workspace
+--   (same_message_id = true is the dangerous case: Segment de-duplicates messageIds across
+--   workspaces, so such fan-out loses data sooner or later);
+-- connectors_of_one_kind_in_one_workspace: two connectors of one kind feed one workspace (ledger or
+--   routes), or one Currents event arrived through two sources of one workspace;
+-- unexpected_source: events of a Braze workspace arriving in a source nothing sent them to.
+
+with deliveries as (
+    select * from {{ ref('rpt_reconcile_deliveries') }}
+),
+
+received as not materialized (
+    select segment_workspace, segment_source, message_id, event
+    from {{ ref('stg_segment__received') }}
+),
+
+ledger as not materialized (
+    select * from {{ ref('stg_segment__ledger') }}
+),
+
+-- The same message id held by several workspaces (only looked for when there are several).
+multi_workspace_ids as (
+    select
+        message_id,
+        any_value(event) as event,
+        list(distinct segment_workspace order by segment_workspace) as workspaces,
+        list(distinct segment_source order by segment_source) as sources
+    from received
+    where (select count(distinct segment_workspace) from received) > 1
+    group by message_id
+    having count(distinct segment_workspace) > 1
+),
+
+-- One Currents event sent to several workspaces under different message ids (fan-out).
+multi_workspace_sent as (
+    select
+        currents_id,
+        any_value(app_group_id) as app_group_id,
+        list(distinct segment_workspace order by segment_workspace) as workspaces,
+        list(distinct segment_source order by segment_source) as sources
+    from ledger
+    where
+        status = 'acknowledged'
+        and (select count(distinct segment_workspace) from ledger) > 1
+    group by currents_id
+    having count(distinct segment_workspace) > 1 and count(distinct message_id) > 1
+),
+
+multi_workspace as (
+    select
+        coalesce(ledger_ids.currents_id, ids.message_id) as currents_id,
+        outbox.app_group_id,
+        ids.event,
+        ids.workspaces,
+        ids.sources,
+        true as same_message_id
+    from multi_workspace_ids as ids
+    left join (select distinct message_id, currents_id from ledger) as ledger_ids
+        on ids.message_id = ledger_ids.message_id
+    left join {{ ref('fct_segment_outbox') }} as outbox
+        on coalesce(ledger_ids.currents_id, ids.message_id) = outbox.message_id
+    union all
+    select
+        sent.currents_id,
+        sent.app_group_id,
+        outbox.event,
+        sent.workspaces,
+        sent.sources,
+        false as same_message_id
+    from multi_workspace_sent as sent
+    left join {{ ref('fct_segment_outbox') }} as outbox
+        on sent.currents_id = outbox.message_id
+),
+
+-- One message id arriving through several sources of one workspace.
+multi_source as (
+    select
+        ids.segment_workspace,
+        coalesce(ledger_ids.currents_id, ids.message_id) as currents_id,
+        outbox.app_group_id,
+        ids.event,
+        ids.sources
+    from (
+        select
+            segment_workspace,
+            message_id,
+            any_value(event) as event,
+            list(distinct segment_source order by segment_source) as sources
+        from received
+        where (
+            select max(n) from (
+                select count(distinct segment_source) as n
+                from received group by segment_workspace
+            )
+        ) > 1
+        group by segment_workspace, message_id
+        having count(distinct segment_source) > 1
+    ) as ids
+    left join (select distinct message_id, currents_id from ledger) as ledger_ids
+        on ids.message_id = ledger_ids.message_id
+    left join {{ ref('fct_segment_outbox') }} as outbox
+        on coalesce(ledger_ids.currents_id, ids.message_id) = outbox.message_id
+),
+
+connector_kinds as (
+    select distinct
+        ledger.segment_workspace,
+        ledger.connector,
+        ledger.segment_source,
+        {{ rpt_connector_kind('catalogue.family') }} as connector_kind
+    from ledger
+    inner join {{ ref('currents_event_catalogue') }} as catalogue
+        on ledger.currents_event_type = catalogue.event_type
+    union
+    select distinct
+        routes.segment_workspace,
+        routes.connector,
+        routes.segment_source,
+        coalesce(
+            routes.connector_kind,
+            {{ rpt_connector_kind('coalesce(routes.family, catalogue.family)') }}
+        ) as connector_kind
+    from {{ ref('stg_segment__routes') }} as routes
+    left join {{ ref('currents_event_catalogue') }} as catalogue
+        on routes.currents_event_type = catalogue.event_type
+    where routes.connector is not null
+),
+
+unexpected_source as (
+    select
+        segment_workspace,
+        segment_source,
+        app_group_id,
+        event,
+        cast(sum(messages) as bigint) as events,
+        list(message_id order by message_id)[1:20] as example_message_ids
+    from deliveries
+    where delivery_status = 'unexpected' and currents_id is not null
+    group by segment_workspace, segment_source, app_group_id, event
+)
+
+select
+    'same_id_in_many_workspaces' as finding,
+    array_to_string(workspaces, ', ') as segment_workspaces,
+    array_to_string(sources, ', ') as segment_sources,
+    app_group_id,
+    event,
+    cast(null as varchar) as connector_kind,
+    cast(null as varchar) as connectors,
+    same_message_id,
+    count(*) as events,
+    list(currents_id order by currents_id)[1:20] as example_ids
+from multi_workspace
+group by workspaces, sources, app_group_id, event, same_message_id
+union all
+select
+    'connectors_of_one_kind_in_one_workspace' as finding,
+    segment_workspace as segment_workspaces,
+    array_to_string(list(distinct segment_source order by segment_source), ', ')
+        as segment_sources,
+    cast(null as varchar) as app_group_id,
+    cast(null as varchar) as event,
+    connector_kind,
+    array_to_string(list(distinct connector order by connector), ', ') as connectors,
+    cast(null as boolean) as same_message_id,
+    cast(null as bigint) as events,
+    cast([] as varchar []) as example_ids
+from connector_kinds
+group by segment_workspace, connector_kind
+having count(distinct connector) > 1
+union all
+select
+    'connectors_of_one_kind_in_one_workspace' as finding,
+    segment_workspace as segment_workspaces,
+    array_to_string(sources, ', ') as segment_sources,
+    app_group_id,
+    event,
+    cast(null as varchar) as connector_kind,
+    cast(null as varchar) as connectors,
+    cast(null as boolean) as same_message_id,
+    count(*) as events,
+    list(currents_id order by currents_id)[1:20] as example_ids
+from multi_source
+group by segment_workspace, sources, app_group_id, event
+union all
+select
+    'unexpected_source' as finding,
+    segment_workspace as segment_workspaces,
+    segment_source as segment_sources,
+    app_group_id,
+    event,
+    cast(null as varchar) as connector_kind,
+    cast(null as varchar) as connectors,
+    cast(null as boolean) as same_message_id,
+    events,
+    example_message_ids as example_ids
+from unexpected_source
