@@ -526,3 +526,24 @@ def test_cli_writes_the_export_and_prints_a_summary(tmp_path):
     assert again.exit_code != 0 and "not empty" in again.output
     bad = runner.invoke(cli, [str(tmp_path / "bad"), "--late-rate", "2"])
     assert bad.exit_code != 0 and "late_rate" in bad.output
+
+
+def test_same_bytes_across_processes_with_other_hash_seeds(tmp_path):
+    """No set or hash order leaks into the output (PYTHONHASHSEED differs per process)."""
+    import os
+    import subprocess
+    import sys
+
+    def run(out: Path, hash_seed: str) -> dict[str, str]:
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        args = [sys.executable, "-m", "currents_segment.cli", "generate", str(out)]
+        args += ["--events", "200", "--all-knobs", "--no-progress"]
+        args += ["--event-type", "users.messages.email.Send", "--event-type", "users_messages_sms_send"]
+        subprocess.run(args, env=env, check=True, capture_output=True)
+        return {
+            p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(out.rglob("*"))
+            if p.is_file()
+        }
+
+    assert run(tmp_path / "a", "1") == run(tmp_path / "b", "2")
