@@ -39,3 +39,13 @@
         date_trunc('hour', coalesce({{ event_timestamp }}, {{ fallback_timestamp }}))
     {%- endif -%}
 {%- endmacro %}
+
+{#- Family of a Currents event type, from the catalogue (currents_catalogue(), kept equal to the
+    seeds by a dbt test), so the reports need no seed loaded. -#}
+{% macro rpt_family_of(event_type) -%}
+    case {{ event_type }}
+    {%- for t in currents_catalogue() %}
+        when '{{ t.event_type }}' then '{{ t.family }}'
+    {%- endfor %}
+    end
+{%- endmacro %}

@@ -110,10 +110,8 @@ connector_kinds as (
         ledger.segment_workspace,
         ledger.connector,
         ledger.segment_source,
-        {{ rpt_connector_kind('catalogue.family') }} as connector_kind
+        {{ rpt_connector_kind(rpt_family_of('ledger.currents_event_type')) }} as connector_kind
     from ledger
-    inner join {{ ref('currents_event_catalogue') }} as catalogue
-        on ledger.currents_event_type = catalogue.event_type
     union
     select distinct
         routes.segment_workspace,
@@ -121,11 +119,11 @@ connector_kinds as (
         routes.segment_source,
         coalesce(
             routes.connector_kind,
-            {{ rpt_connector_kind('coalesce(routes.family, catalogue.family)') }}
+            {{ rpt_connector_kind(
+                'coalesce(routes.family, ' ~ rpt_family_of('routes.currents_event_type') ~ ')'
+            ) }}
         ) as connector_kind
     from {{ ref('stg_segment__routes') }} as routes
-    left join {{ ref('currents_event_catalogue') }} as catalogue
-        on routes.currents_event_type = catalogue.event_type
     where routes.connector is not null
 ),
 

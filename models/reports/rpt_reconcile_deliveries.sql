@@ -78,13 +78,11 @@ learnt_routes as (
     union
     select distinct
         ledger.app_group_id,
-        {{ rpt_connector_kind('catalogue.family') }} as connector_kind,
+        {{ rpt_connector_kind(rpt_family_of('ledger.currents_event_type')) }} as connector_kind,
         ledger.segment_workspace,
         ledger.segment_source,
         ledger.connector
     from ledger
-    left join {{ ref('currents_event_catalogue') }} as catalogue
-        on ledger.currents_event_type = catalogue.event_type
 ),
 
 routes as (
