@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import logging
 import os
 import shutil
@@ -71,6 +72,10 @@ async def serve(
 
     emulator = Emulator(config, StoreWriter(store_dir))
     emulator.restore()
+    # The buffer holds hundreds of thousands of acyclic dicts: frequent full collections
+    # would traverse them all for nothing.
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
     http = HttpServer(emulator)
     server = await asyncio.start_server(
         http.serve_connection, host, port, limit=1024 * 1024, backlog=512
