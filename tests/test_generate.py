@@ -538,7 +538,12 @@ def test_same_bytes_across_processes_with_other_hash_seeds(tmp_path):
         env = {**os.environ, "PYTHONHASHSEED": hash_seed}
         args = [sys.executable, "-m", "currents_segment.cli", "generate", str(out)]
         args += ["--events", "200", "--all-knobs", "--no-progress"]
-        args += ["--event-type", "users.messages.email.Send", "--event-type", "users_messages_sms_send"]
+        args += [
+            "--event-type",
+            "users.messages.email.Send",
+            "--event-type",
+            "users_messages_sms_send",
+        ]
         subprocess.run(args, env=env, check=True, capture_output=True)
         return {
             p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()

@@ -1129,7 +1129,7 @@ class _Exporter:
                     elif streams.get(key) or tests[key]:
                         jobs.append((w, t, h, streams.get(key, 0), tests[key], False))
         total = o.events + o.test_events + o.unsupported_events
-        with _progress(self.progress, total) as advance:
+        with _Progress(self.progress, total) as advance:
             for job in jobs:
                 self._stream(*job)
                 advance(job[3] + job[4])
@@ -1185,7 +1185,7 @@ class _Exporter:
         return manifest
 
 
-class _progress:
+class _Progress:
     """A rich progress bar when asked for, else a no-op (tests, library use)."""
 
     def __init__(self, enabled: bool, total: int) -> None:
@@ -1240,6 +1240,7 @@ def load_manifest(out_dir: Path) -> dict:
 @click.option("--cluster", default="prod-01", show_default=True)
 @click.option("--prefix", default="currents", show_default=True)
 @click.option("--codec", type=click.Choice([*CODECS, "mixed"]), default="null", show_default=True)
+@click.option("--zone", default=ZONE, show_default=True, help="The <zone> key segment.")
 @click.option("--max-events-per-file", default=15_000, show_default=True)
 @click.option("--all-knobs", is_flag=True, help="Turn every knob on (all_knobs_on's values).")
 @click.option("--duplicate-record-rate", type=float)
