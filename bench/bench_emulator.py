@@ -150,6 +150,12 @@ SINK = textwrap.dedent(
 )
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used (Linux /proc), contention-independent."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def machine() -> dict[str, object]:
     model = ""
     try:
@@ -170,6 +176,7 @@ def main() -> None:
     parser.add_argument("--per-batch", type=int, default=800)
     args = parser.parse_args()
 
+    load_before = os.getloadavg()[0]
     results: dict[str, object] = {
         "command": "uv run --frozen --no-sync python bench/bench_emulator.py "
         + " ".join(sys.argv[1:]),
@@ -202,13 +209,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, running_emulator(CONFIG, Path(tmp) / "store") as emu:
         for gzipped in (False, True):
             label = "gzip" if gzipped else "plain"
-            times, flush_times = [], []
+            times, flush_times, ingest_cpu, flush_cpu = [], [], [], []
             for run in range(args.runs):
                 bodies = build_batches(f"{label}{run}", args.events, args.per_batch, gzipped)
+                c0 = cpu_seconds(emu.pid)
                 times.append(post_all(emu.url, bodies, args.clients, gzipped))
+                c1 = cpu_seconds(emu.pid)
                 t0 = time.perf_counter()
                 written = emu.flush()
                 flush_times.append(time.perf_counter() - t0)
+                ingest_cpu.append(c1 - c0)
+                flush_cpu.append(cpu_seconds(emu.pid) - c1)
                 if written.get("braze_bench.tracks") != args.events:
                     raise SystemExit(f"expected {args.events} kept, flush wrote {written}")
             rate = args.events / statistics.median(times)
@@ -218,12 +229,24 @@ def main() -> None:
             results[f"{label}_flush_rows_per_s"] = round(
                 2 * args.events / statistics.median(flush_times)  # tracks + per-event rows
             )
+            # The emulator's own CPU per event: what one core can take, whatever the load of
+            # the machine (wall-clock rates here depend on the other processes sharing it).
+            results[f"{label}_events_per_server_cpu_s"] = round(
+                args.events / statistics.median(ingest_cpu)
+            )
+            results[f"{label}_flushed_events_per_server_cpu_s"] = round(
+                args.events / statistics.median(flush_cpu)
+            )
             # Ingest and store writing share the process: the rate a long push can sustain.
             results[f"{label}_sustained_events_per_s"] = round(
                 args.events / (statistics.median(times) + statistics.median(flush_times))
             )
         stats = emu.stats()
         assert stats["events_kept"] == 2 * args.runs * args.events, stats
+    results["load_average_1min_before_after"] = [
+        round(load_before, 2),
+        round(os.getloadavg()[0], 2),
+    ]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2) + b"\n")
     print(orjson.dumps(results, option=orjson.OPT_INDENT_2).decode())
