@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -700,6 +701,11 @@ def test_slow_shutdown_flush_restart_and_window_expiry(tmp_path):
     with running_emulator(config, store) as emu:
         assert emu.stats()["restored_message_ids"] == 1
         assert post(emu.url, [track(mid)]).status_code == 200
+        # Volumes survive the restart too (counted once, by received day).
+        today = datetime.now(UTC).strftime("%Y-%m-%dT00:00:00Z")
+        tomorrow = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT00:00:00Z")
+        window = {"granularity": "DAY", "startTime": today, "endTime": tomorrow}
+        assert [r["total"] for r in emu.events_volume(TOKEN, **window)["data"]["result"]] == [1]
         emu.advance_clock(3601)
         assert post(emu.url, [track(mid)]).status_code == 200
         emu.flush()
@@ -764,3 +770,17 @@ def test_mixed_and_null_values_in_one_flush(emu):
     assert rows[b]["anonymous_id"] == "braze-1"
     tracks = {r["id"] for r in read_table(emu.store_dir, "braze_prod", "tracks")}
     assert {a, b} <= tracks
+
+
+def test_timer_flush_and_fault_flags_override_config(tmp_path):
+    config = {**CONFIG, "flush_interval_seconds": 0.2, "faults": {"slow_ms": 5, "seed": 1}}
+    mid = new_id("timer")
+    with running_emulator(config, tmp_path / "store", faults={"slow_ms": 0}) as emu:
+        assert emu.stats()["faults"]["slow_ms"] == 0  # the flag wins over the file
+        assert emu.stats()["faults"]["seed"] == 1  # the rest of the file's faults stay
+        assert post(emu.url, [track(mid)]).status_code == 200
+        for _ in range(100):  # no flush asked: the timer writes it
+            if "braze_prod" in store_tables(emu.store_dir):
+                break
+            time.sleep(0.1)
+        assert kept_ids(emu.store_dir, "braze_prod") == [mid]
