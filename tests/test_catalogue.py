@@ -83,3 +83,13 @@ def test_removed_dispatch_id_is_recorded_for_the_2025_change():
     with (REPO / "seeds" / "currents_event_fields.csv").open() as fh:
         removed = {r["event_type"] for r in csv.DictReader(fh) if r["lifecycle"] == "removed"}
     assert removed == changed
+
+
+def test_engagement_metrics_are_known_and_cover_each_messaging_channel():
+    metrics = {t.event_type: t.engagement_metric for t in catalogue.supported()}
+    allowed = {"", "send", "delivery", "open", "click", "bounce", "unsubscribe", "conversion"}
+    assert set(metrics.values()) <= allowed
+    assert metrics["users.messages.email.Send"] == "send"
+    assert metrics["users.campaigns.Conversion"] == "conversion"
+    sends = {t.family for t in catalogue.supported() if t.engagement_metric == "send"}
+    assert sends == {"content_cards", "email", "push", "sms", "webhook", "whatsapp"}
