@@ -491,6 +491,7 @@ def test_codecs_are_readable_by_fastavro_and_duckdb(codec, tmp_path):
         ({"start": "01/11/2026"}, "start"),
         ({"event_types": ["users.messages.email.Nope"]}, "event_types"),
         ({"cluster": "prod+01"}, "cluster"),
+        ({"events": 0, "duplicate_files": 1}, "duplicate_files"),
         ({"event_types": ["users.behaviors.Uninstall"], "test_events": 3}, "test_events"),
     ],
 )

@@ -751,6 +751,10 @@ def _validate(options: GenerateOptions) -> tuple[list[str], datetime]:
         types = [t.event_type for t in catalogue.supported() if t.event_type in wanted]
         if not types and options.events:
             raise bad("event_types", "names no supported type")
+    if options.duplicate_files and not (
+        options.events or options.test_events or options.unsupported_events
+    ):
+        raise bad("duplicate_files", "needs events to write files to duplicate")
     if (options.corrupt_files or options.truncated_files) and not types:
         raise bad("event_types", "broken files need at least one supported type")
     if options.test_events and not any(t not in _NO_TIMEZONE for t in types):
