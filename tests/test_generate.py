@@ -525,6 +525,10 @@ def test_cli_writes_the_export_and_prints_a_summary(tmp_path):
     check_export(out, manifest)
     again = runner.invoke(cli, [str(out), "--events", "10"])
     assert again.exit_code != 0 and "not empty" in again.output
+    knobs = runner.invoke(cli, [str(tmp_path / "k"), "--all-knobs", "--events", "300"])
+    assert knobs.exit_code == 0, knobs.output
+    o = json.loads((tmp_path / "k" / "manifest.json").read_text())["options"]
+    assert o == {**vars(all_knobs_on()), "events": 300}
     bad = runner.invoke(cli, [str(tmp_path / "bad"), "--late-rate", "2"])
     assert bad.exit_code != 0 and "late_rate" in bad.output
 

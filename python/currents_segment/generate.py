@@ -1234,19 +1234,24 @@ def load_manifest(out_dir: Path) -> dict:
 
 @click.command(name="generate")
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--events", default=10_000, show_default=True, help="Distinct supported events.")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--workspaces", default=1, show_default=True, help="Braze workspaces.")
-@click.option("--integrations", default=1, show_default=True, help="Integrations per workspace.")
-@click.option("--days", default=1, show_default=True)
-@click.option("--start", default="2026-11-01", show_default=True, help="First date= day (UTC).")
+@click.option("--events", type=int, help="Distinct supported events.  [default: 10000]")
+@click.option("--seed", type=int, help="[default: 0]")
+@click.option("--workspaces", type=int, help="Braze workspaces.  [default: 1]")
+@click.option("--integrations", type=int, help="Integrations per workspace.  [default: 1]")
+@click.option("--days", type=int, help="[default: 1]")
+@click.option("--start", help="First date= day (UTC).  [default: 2026-11-01]")
 @click.option("--event-type", "event_types", multiple=True, help="Limit to these types.")
-@click.option("--cluster", default="prod-01", show_default=True)
-@click.option("--prefix", default="currents", show_default=True)
-@click.option("--codec", type=click.Choice([*CODECS, "mixed"]), default="null", show_default=True)
-@click.option("--zone", default=ZONE, show_default=True, help="The <zone> key segment.")
-@click.option("--max-events-per-file", default=15_000, show_default=True)
-@click.option("--all-knobs", is_flag=True, help="Turn every knob on (all_knobs_on's values).")
+@click.option("--cluster", help="[default: prod-01]")
+@click.option("--prefix", help="[default: currents]")
+@click.option("--codec", type=click.Choice([*CODECS, "mixed"]), help="[default: null]")
+@click.option("--zone", help=f"The <zone> key segment.  [default: {ZONE}]")
+@click.option("--max-events-per-file", type=int, help="[default: 15000]")
+@click.option(
+    "--all-knobs",
+    is_flag=True,
+    help="Start from all_knobs_on() (every knob on, 2 workspaces, 2 integrations, codec "
+    "mixed, 5,000 events); other options override it.",
+)
 @click.option("--duplicate-record-rate", type=float)
 @click.option("--duplicate-files", type=int)
 @click.option("--anonymous-rate", type=float)
