@@ -123,7 +123,7 @@ def _ingest(sources: list[str]) -> tuple[int, dict, Any]:
     res = landing.ingest(sources, progress=False)
     summary = {
         "files": res.files_by_status,
-        "rows_per_type": sum(res.rows_per_type.values()),
+        "rows": sum(res.rows_per_type.values()),
         "already_landed": res.already_landed,
         "problems": [p.__dict__ for p in res.problems][:50],
     }
@@ -246,7 +246,7 @@ def _brief(stage: StageOutcome) -> str:
             ", ".join(f"{n} {k}" for k, n in sorted(s.get("files", {}).items())) or "no new files"
         )
         problems = len(s.get("problems", []))
-        return f"{files}; {s.get('rows_per_type', 0)} rows" + (
+        return f"{files}; {s.get('rows', 0)} rows" + (
             f"; {problems} problem(s), see the run log" if problems else ""
         )
     if stage.name == "build":
