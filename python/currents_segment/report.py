@@ -56,8 +56,8 @@ def _num(value: Any) -> str:
 
 
 def _nice_max(value: float) -> float:
-    if value <= 0:
-        return 1.0
+    if value <= 4:
+        return 4.0  # whole-number ticks on small charts
     exp = 10 ** math.floor(math.log10(value))
     for m in (1, 2, 2.5, 5, 10):
         if value <= m * exp:
@@ -197,6 +197,8 @@ def _charts(document: dict[str, Any]) -> str:
         by_ws[row["segment_workspace"]].append(row)
     out = []
     for ws, rows in sorted(by_ws.items()):
+        if not any(r["exported"] or r["received"] or r["sent"] for r in rows):
+            continue  # e.g. only unsupported types, which are never sent
         days = [str(r["period_day"]) for r in rows]
         series = [("exported", COLOURS["exported"], [r["exported"] for r in rows])]
         if not audit:
@@ -217,6 +219,8 @@ def _hourly_charts(document: dict[str, Any], hourly: Sequence[dict[str, Any]]) -
     out = []
     windows = document.get("outages", [])
     for (ws, src), rows in sorted(by_source.items()):
+        if not any(r["sendable"] for r in rows):
+            continue
         labels = [str(r["period_hour"])[5:16].replace("T", " ") for r in rows]
         shaded = [
             i for i, r in enumerate(rows)

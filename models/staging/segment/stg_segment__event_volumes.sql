@@ -1,4 +1,8 @@
-{{ config(materialized='view', schema='staging', pre_hook="{{ rpt_ensure_received_tables() }}") }}
+{{ config(materialized='view', schema='staging') }}
+
+-- stg_segment__received creates the received/ledger tables when missing (one pre-hook: two
+-- threads creating the same schemas at once conflict in DuckDB).
+-- depends_on: {{ ref('stg_segment__received') }}
 
 select
     segment_workspace,
