@@ -643,8 +643,10 @@ def _insert_sql(group: Sequence[_Planned], source_sql: str, cast: bool) -> str:
         else f"r.{raw_tables.quote(n)}"
         for n, t in first.fields
     ]
+    # The LIKE shape check is cheap and rules out almost every row before the regex runs.
     test_flag = (
-        f"coalesce(regexp_full_match(cast(r.timezone as VARCHAR), '{_UUID_PATTERN}'), false)"
+        "coalesce(cast(r.timezone as VARCHAR) like '________-____-____-____-____________' "
+        f"and regexp_full_match(cast(r.timezone as VARCHAR), '{_UUID_PATTERN}'), false)"
         if "timezone" in names
         else "false"
     )
@@ -896,8 +898,10 @@ def ingest(
         if mode == "duckdb" and not native:
             raise IngestError("DuckDB's avro extension cannot load here; use --reader auto")
         _ensure_manifest(con)
-        raw_tables.ensure_supported_tables(con)
-        return _run(con, db, sources, mode, native, progress, retry_failed, s3_endpoint)
+        tables = _TableColumns(con)
+        for event in catalogue.supported():  # every supported table exists from the first run
+            tables.ensure(event.table_name, raw_tables.catalogue_columns(event))
+        return _run(con, db, sources, mode, native, progress, retry_failed, s3_endpoint, tables)
     finally:
         con.close()
 
@@ -911,6 +915,7 @@ def _run(
     progress: bool,
     retry_failed: bool,
     s3_endpoint: str | None,
+    tables: _TableColumns,
 ) -> IngestResult:
     result = IngestResult(db_path=db)
     s3 = None
@@ -979,7 +984,9 @@ def _run(
                     _record(con, failed, datetime.now(UTC).replace(tzinfo=None))
                     _collect(result, failed)
                     bar.advance(len(failed), 0)
-                _prepare_tables(con, [p for p in planned if p.status != FAILED], result)
+                for p in planned:
+                    if p.status != FAILED:
+                        tables.ensure(p.table or "", p.table_columns)
                 for group in _groups([p for p in planned if p.status != FAILED]):
                     landed = _land(con, group)
                     _collect(result, landed)
@@ -990,17 +997,25 @@ def _run(
     return result
 
 
-def _prepare_tables(
-    con: duckdb.DuckDBPyConnection, planned: Sequence[_Planned], result: IngestResult
-) -> None:
-    """Create each raw table a file needs, or add the columns it lacks (before loading)."""
-    done: set[tuple[str | None, str]] = set()
-    for p in planned:
-        key = (p.table, p.signature)
-        if key in done:
-            continue
-        done.add(key)
-        raw_tables.ensure_table(con, p.table or "", p.table_columns)
+class _TableColumns:
+    """The raw tables' columns, read once, so a table is altered only when it lacks one."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self._con = con
+        self._columns: dict[str, set[str]] = {}
+        for table, column in con.execute(
+            "select table_name, column_name from information_schema.columns "
+            f"where table_schema = '{raw_tables.SCHEMA}'"
+        ).fetchall():
+            self._columns.setdefault(table, set()).add(column)
+
+    def ensure(self, table: str, columns: Sequence[tuple[str, str]]) -> None:
+        have = self._columns.get(table)
+        wanted = [*columns, *raw_tables.PROVENANCE_COLUMNS]
+        if have is not None and all(name in have for name, _ in wanted):
+            return
+        raw_tables.ensure_table(self._con, table, columns)
+        self._columns.setdefault(table, set()).update(name for name, _ in wanted)
 
 
 def _download(client, chunk: Sequence[SourceFile], into: Path) -> None:  # noqa: ANN001
