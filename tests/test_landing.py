@@ -482,3 +482,17 @@ def test_cli_exit_codes(tmp_path, cs_home):
     broken = runner.invoke(main, ["ingest", str(root), "--db", str(not_a_db)])
     assert broken.exit_code == 2
     assert "cannot open the warehouse" in broken.output
+
+
+def test_one_or_two_workers_land_the_same(export, tmp_path, monkeypatch):
+    monkeypatch.setenv(landing.WORKERS_ENV, "1")
+    landing.ingest([str(export)], db_path=tmp_path / "one.duckdb")
+    monkeypatch.setenv(landing.WORKERS_ENV, "2")
+    landing.ingest([str(export)], db_path=tmp_path / "two.duckdb")
+    assert _dump(tmp_path / "one.duckdb") == _dump(tmp_path / "two.duckdb")
+    strip = ("loaded_at",)
+    assert [
+        {k: v for k, v in m.items() if k not in strip} for m in manifest(tmp_path / "one.duckdb")
+    ] == [  # fmt: skip
+        {k: v for k, v in m.items() if k not in strip} for m in manifest(tmp_path / "two.duckdb")
+    ]

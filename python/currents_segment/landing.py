@@ -37,6 +37,7 @@ MANIFEST_SCHEMA = "landing"
 MANIFEST = f"{MANIFEST_SCHEMA}.files"
 READERS = ("auto", "duckdb", "fastavro")
 READER_ENV = "CURRENTS_SEGMENT_READER"
+WORKERS_ENV = "CURRENTS_SEGMENT_INGEST_WORKERS"
 
 LOADED = "loaded"
 LOADED_UNSUPPORTED = "loaded_unsupported"
@@ -556,6 +557,11 @@ def _ensure_manifest(con: duckdb.DuckDBPyConnection) -> None:
     for name, dtype in _MANIFEST_COLUMNS:
         if name not in have:  # a manifest from an older version: extend it
             con.execute(f"alter table {MANIFEST} add column {name} {dtype}")
+    _ensure_meta(con)
+
+
+def _ensure_meta(con: duckdb.DuckDBPyConnection) -> None:
+    """The per-connection temp table of a read's file provenance."""
     cols = ", ".join(f"{name} {dtype}" for name, dtype in _META_COLUMNS)
     con.execute(f"create temp table if not exists _cs_meta ({cols})")
 
@@ -816,6 +822,51 @@ def _land(con: duckdb.DuckDBPyConnection, group: Sequence[_Planned]) -> list[_Pl
     return _land(con, group[:half]) + _land(con, group[half:])
 
 
+def _workers() -> int:
+    """Reads run side by side on this many connections (read_avro with row numbers keeps
+    to one core per query); ``CURRENTS_SEGMENT_INGEST_WORKERS`` overrides."""
+    env = os.environ.get(WORKERS_ENV)
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            raise IngestError(f"{WORKERS_ENV}={env!r} is not a number") from None
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+def _land_all(
+    con: duckdb.DuckDBPyConnection, groups: Sequence[list[_Planned]]
+) -> Iterator[list[_Planned]]:
+    """Land every group, in order of ``groups``; each group is its own transaction."""
+    workers = min(_workers(), len(groups))
+    if workers <= 1:
+        for group in groups:
+            yield _land(con, group)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+    from queue import SimpleQueue
+
+    cursors: SimpleQueue[duckdb.DuckDBPyConnection] = SimpleQueue()
+    opened = [con.cursor() for _ in range(workers)]
+    for cursor in opened:
+        _ensure_meta(cursor)
+        cursors.put(cursor)
+
+    def land(group: list[_Planned]) -> list[_Planned]:
+        cursor = cursors.get()
+        try:
+            return _land(cursor, group)
+        finally:
+            cursors.put(cursor)
+
+    try:
+        with ThreadPoolExecutor(workers, thread_name_prefix="ingest") as pool:
+            yield from pool.map(land, groups)
+    finally:
+        for cursor in opened:
+            cursor.close()
+
+
 def _groups(planned: Sequence[_Planned]) -> Iterator[list[_Planned]]:
     """Files of one table, one writer schema and one reader, in bounded read batches."""
     by_key: dict[tuple, list[_Planned]] = {}
@@ -987,8 +1038,8 @@ def _run(
                 for p in planned:
                     if p.status != FAILED:
                         tables.ensure(p.table or "", p.table_columns)
-                for group in _groups([p for p in planned if p.status != FAILED]):
-                    landed = _land(con, group)
+                groups = list(_groups([p for p in planned if p.status != FAILED]))
+                for group, landed in zip(groups, _land_all(con, groups), strict=True):
                     _collect(result, landed)
                     bar.advance(len(group), sum(p.rows_loaded for p in landed))
             finally:
