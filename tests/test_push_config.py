@@ -186,3 +186,22 @@ def test_scoped_message_id_is_deterministic_and_short():
     assert a == connectors.scoped_message_id("acme-us", "f47ac10b-58cc-4372-a567-0e02b2c3d479")
     assert a != connectors.scoped_message_id("acme-eu", "f47ac10b-58cc-4372-a567-0e02b2c3d479")
     assert len(a) == 32 <= connectors.MAX_MESSAGE_ID_CHARS
+
+
+def test_cli_exits_2_naming_the_missing_variable(tmp_path, cs_home, monkeypatch):
+    from click.testing import CliRunner
+
+    from currents_segment import push
+
+    monkeypatch.delenv("CS_TEST_MISSING", raising=False)
+    path = write_connectors(
+        tmp_path / "connectors.yml", [connector("us", key_env="CS_TEST_MISSING")]
+    )
+    result = CliRunner().invoke(push.cli, ["--connectors", str(path), "--no-progress"])
+    assert result.exit_code == 2
+    assert "environment variable CS_TEST_MISSING (write_key_env) is not set" in result.output
+    result = CliRunner().invoke(
+        push.cli, ["--connectors", str(path), "--connector", "nope", "--no-progress"]
+    )
+    assert result.exit_code == 2
+    assert "no connector named 'nope' (known: us)" in result.output
