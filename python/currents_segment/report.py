@@ -81,7 +81,7 @@ def bar_chart(
     bar_w = max(group_w * 0.8 / max(len(series), 1), 1)
     parts = [
         f'<svg class="chart" role="img" aria-label="{esc(title)}" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg">',
+        f'viewBox="0 0 {width} {height}">',
         f'<text x="{left}" y="20" font-size="14" font-weight="600">{esc(title)}</text>',
     ]
     for i in range(5):
@@ -133,7 +133,7 @@ def line_chart(
     step = plot_w / max(n - 1, 1)
     parts = [
         f'<svg class="chart" role="img" aria-label="{esc(title)}" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg">',
+        f'viewBox="0 0 {width} {height}">',
         f'<text x="{left}" y="20" font-size="14" font-weight="600">{esc(title)}</text>',
     ]
     for i in shaded:
