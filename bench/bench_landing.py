@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -49,19 +50,45 @@ def machine() -> dict:
     }
 
 
-def land_once(export: Path, db: Path, reader: str, expected_rows: int) -> float:
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def bare_read_avro(export: Path) -> tuple[float, float]:
+    """Reference: read_avro of the same files into an in-memory DuckDB, one call per writer
+    schema, nothing else (no provenance, no checks, no manifest, no disk)."""
+    import duckdb
+
+    from currents_segment import duck
+
+    groups: dict[str, list[str]] = {}
+    for path in sorted(export.rglob("*.avro")):
+        schema = json.dumps(landing.inspect_avro(path).schema, sort_keys=True)
+        groups.setdefault(schema, []).append(str(path))
+    con = duckdb.connect()
+    duck.ensure_avro(con)
+    began, cpu = time.perf_counter(), cpu_seconds()
+    for i, files in enumerate(groups.values()):
+        con.execute(f"create table t{i} as select * from read_avro($f)", {"f": files})
+    seconds, cpu = time.perf_counter() - began, cpu_seconds() - cpu
+    con.close()
+    return seconds, cpu
+
+
+def land_once(export: Path, db: Path, reader: str, expected_rows: int) -> tuple[float, float]:
     for leftover in (db, db.with_name(db.name + ".wal")):
         leftover.unlink(missing_ok=True)
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), cpu_seconds()
     result = landing.ingest([str(export)], db_path=db, reader=reader)
-    seconds = time.perf_counter() - began
+    seconds, cpu = time.perf_counter() - began, cpu_seconds() - cpu
     rows = sum(result.rows_per_type.values())
     if rows != expected_rows or not result.clean:
         raise SystemExit(
             f"{reader}: landed {rows} rows, expected {expected_rows}; problems: "
             f"{result.problems[:3]}"
         )
-    return seconds
+    return seconds, cpu
 
 
 @click.command()
@@ -81,22 +108,35 @@ def main(events: int, repeat: int, fastavro_repeat: int, codec: str, name: str) 
     files = len(manifest["files"])
     size = sum(f["bytes"] for f in manifest["files"])
 
-    native = []
+    import duckdb
+
+    duckdb.connect().execute("select ?", [1])  # DuckDB imports pandas on first use: not timed
+
+    native, native_cpu = [], []
     for r in range(repeat):
-        seconds = land_once(export, work / "native.duckdb", "duckdb", rows)
+        seconds, cpu = land_once(export, work / "native.duckdb", "duckdb", rows)
         native.append(seconds)
-        print(f"duckdb run {r + 1}: {seconds:.2f} s, {rows / seconds:,.0f} events/s")
+        native_cpu.append(cpu)
+        print(
+            f"duckdb run {r + 1}: {seconds:.2f} s ({cpu:.1f} s CPU), {rows / seconds:,.0f} events/s"
+        )
     began = time.perf_counter()
     again = landing.ingest([str(export)], db_path=work / "native.duckdb", reader="duckdb")
     rerun = time.perf_counter() - began
     assert again.files == [] and again.already_landed == files
     print(f"second run, nothing new: {rerun:.2f} s")
 
-    fallback = []
+    fallback, fallback_cpu = [], []
     for r in range(fastavro_repeat):
-        seconds = land_once(export, work / "fastavro.duckdb", "fastavro", rows)
+        seconds, cpu = land_once(export, work / "fastavro.duckdb", "fastavro", rows)
         fallback.append(seconds)
-        print(f"fastavro run {r + 1}: {seconds:.2f} s, {rows / seconds:,.0f} events/s")
+        fallback_cpu.append(cpu)
+        print(
+            f"fastavro run {r + 1}: {seconds:.2f} s ({cpu:.1f} s CPU), {rows / seconds:,.0f} events/s"
+        )
+
+    bare, bare_cpu = bare_read_avro(export)
+    print(f"reference, bare read_avro in memory: {bare:.2f} s ({bare_cpu:.1f} s CPU)")
 
     native_rate = rows / statistics.median(native)
     fastavro_rate = rows / statistics.median(fallback)
@@ -113,15 +153,25 @@ def main(events: int, repeat: int, fastavro_repeat: int, codec: str, name: str) 
         },
         "duckdb": {
             "runs_s": [round(s, 3) for s in native],
+            "cpu_s": [round(s, 2) for s in native_cpu],
             "median_s": round(statistics.median(native), 3),
             "events_per_s": round(native_rate),
+            "events_per_cpu_s": round(rows / statistics.median(native_cpu)),
         },
         "fastavro": {
             "runs_s": [round(s, 3) for s in fallback],
+            "cpu_s": [round(s, 2) for s in fallback_cpu],
             "median_s": round(statistics.median(fallback), 3),
             "events_per_s": round(fastavro_rate),
+            "events_per_cpu_s": round(rows / statistics.median(fallback_cpu)),
         },
         "ratio_duckdb_vs_fastavro": round(native_rate / fastavro_rate, 2),
+        "reference_bare_read_avro_in_memory": {
+            "s": round(bare, 3),
+            "cpu_s": round(bare_cpu, 2),
+            "events_per_s": round(rows / bare),
+        },
+        "workers": landing._workers(),
         "second_run_nothing_new_s": round(rerun, 3),
         "note": "each run: fresh warehouse file, ingest() end to end (discovery, headers, "
         "tables, load, count checks, manifest, checkpoint on close)",
