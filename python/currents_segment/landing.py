@@ -549,9 +549,10 @@ def _ensure_manifest(con: duckdb.DuckDBPyConnection) -> None:
     have = {
         r[0]
         for r in con.execute(
+            # No Python parameters on the path of a run with nothing new: DuckDB imports
+            # pandas (seconds) the first time it binds one.
             "select column_name from information_schema.columns "
-            "where table_schema = ? and table_name = 'files'",
-            [MANIFEST_SCHEMA],
+            f"where table_schema = '{MANIFEST_SCHEMA}' and table_name = 'files'"
         ).fetchall()
     }
     for name, dtype in _MANIFEST_COLUMNS:
