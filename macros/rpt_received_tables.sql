@@ -2,7 +2,7 @@
     them (tests/test_receive.py checks both agree). Staging models run it as a pre-hook so the
     reports build before any receive. -#}
 {% macro rpt_received_tables() %}
-    {{ return({
+{{ return({
         'received.tracks': [
             ('segment_workspace', 'VARCHAR'), ('segment_source', 'VARCHAR'), ('message_id', 'VARCHAR'),
             ('event', 'VARCHAR'), ('currents_event_type', 'VARCHAR'), ('event_text', 'VARCHAR'),
@@ -29,7 +29,7 @@
             ('status', 'VARCHAR'), ('attempts', 'BIGINT'), ('last_http_status', 'BIGINT'),
             ('reason', 'VARCHAR'), ('error', 'VARCHAR'), ('queued_at', 'TIMESTAMP'), ('sent_at', 'TIMESTAMP'),
             ('acked_at', 'TIMESTAMP')],
-    }) }}
+}) }}
 {% endmacro %}
 
 {% macro rpt_ensure_received_tables() %}

@@ -1,8 +1,14 @@
 {#- Reconciliation settings from project variables, checked at compile time. -#}
+
+{#- A compile error naming the bad setting (sqlfluff's plain Jinja has no `exceptions`). -#}
+{% macro rpt_fail(message) %}
+    {%- if exceptions is defined -%}{{ exceptions.raise_compiler_error(message) }}{%- endif -%}
+{% endmacro %}
+
 {% macro rpt_mode() %}
     {%- set mode = var('reconcile_mode', 'auto') -%}
     {%- if mode not in ('auto', 'audit', 'push') -%}
-        {{ exceptions.raise_compiler_error("var reconcile_mode must be auto, audit or push, not " ~ mode) }}
+        {{ rpt_fail("var reconcile_mode must be auto, audit or push, not " ~ mode) }}
     {%- endif -%}
     {{ return(mode) }}
 {% endmacro %}
@@ -10,18 +16,16 @@
 {% macro rpt_time_basis() %}
     {%- set basis = var('reconcile_time_basis', 'event_time') -%}
     {%- if basis not in ('event_time', 'date_hour') -%}
-        {{ exceptions.raise_compiler_error("var reconcile_time_basis must be event_time or date_hour, not " ~ basis) }}
+        {{ rpt_fail("var reconcile_time_basis must be event_time or date_hour, not " ~ basis) }}
     {%- endif -%}
     {{ return(basis) }}
 {% endmacro %}
 
 {% macro rpt_number_var(name, default) %}
     {%- set value = var(name, default) -%}
-    {%- if value is string -%}
-        {%- set value = value | float -%}
-    {%- endif -%}
+    {%- if value is string -%}{%- set value = value | float -%}{%- endif -%}
     {%- if value is not number or value < 0 -%}
-        {{ exceptions.raise_compiler_error("var " ~ name ~ " must be a non-negative number, not " ~ value) }}
+        {{ rpt_fail("var " ~ name ~ " must be a non-negative number, not " ~ value) }}
     {%- endif -%}
     {{ return(value) }}
 {% endmacro %}
@@ -34,8 +38,8 @@
 {#- The report hour of a row under the chosen time basis (event time or the date= folder hour). -#}
 {% macro rpt_period_hour(event_timestamp, date_hour, fallback_timestamp) -%}
     {%- if rpt_time_basis() == 'date_hour' -%}
-        coalesce({{ date_hour }}, date_trunc('hour', {{ fallback_timestamp }}))
-    {%- else -%}
+coalesce({{ date_hour }}, date_trunc('hour', {{ fallback_timestamp }}))
+{%- else -%}
         date_trunc('hour', coalesce({{ event_timestamp }}, {{ fallback_timestamp }}))
     {%- endif -%}
 {%- endmacro %}
@@ -44,8 +48,6 @@
     seeds by a dbt test), so the reports need no seed loaded. -#}
 {% macro rpt_family_of(event_type) -%}
     case {{ event_type }}
-    {%- for t in currents_catalogue() %}
-        when '{{ t.event_type }}' then '{{ t.family }}'
-    {%- endfor %}
-    end
+    {%- for t in currents_catalogue() %} when '{{ t.event_type }}' then '{{ t.family }}'{% endfor %}
+end
 {%- endmacro %}

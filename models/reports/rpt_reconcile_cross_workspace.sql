@@ -1,11 +1,11 @@
 {{ config(materialized='table', schema='reports') }}
 
 -- Findings across workspaces:
--- same_id_in_many_workspaces: one Currents event received in more than one Segment workspace
---   (same_message_id = true is the dangerous case: Segment de-duplicates messageIds across
---   workspaces, so such fan-out loses data sooner or later);
--- connectors_of_one_kind_in_one_workspace: two connectors of one kind feed one workspace (ledger or
---   routes), or one Currents event arrived through two sources of one workspace;
+-- same_id_in_many_workspaces: one Currents event received in (or sent to) more than one Segment
+--   workspace. same_message_id = true is the dangerous case: Segment de-duplicates messageIds
+--   across workspaces, so such fan-out loses data sooner or later;
+-- connectors_of_one_kind_in_one_workspace: two connectors of one kind feed one workspace (ledger
+--   or routes), or one Currents event arrived through two sources of one workspace;
 -- unexpected_source: events of a Braze workspace arriving in a source nothing sent them to.
 
 with deliveries as (
@@ -13,7 +13,11 @@ with deliveries as (
 ),
 
 received as not materialized (
-    select segment_workspace, segment_source, message_id, event
+    select
+        segment_workspace,
+        segment_source,
+        message_id,
+        event
     from {{ ref('stg_segment__received') }}
 ),
 
@@ -21,32 +25,60 @@ ledger as not materialized (
     select * from {{ ref('stg_segment__ledger') }}
 ),
 
--- The same message id held by several workspaces (only looked for when there are several).
-multi_workspace_ids as (
+outbox as not materialized (
     select
-        message_id,
-        any_value(event) as event,
-        list(distinct segment_workspace order by segment_workspace) as workspaces,
-        list(distinct segment_source order by segment_source) as sources
-    from received
-    where (select count(distinct segment_workspace) from received) > 1
-    group by message_id
-    having count(distinct segment_workspace) > 1
+        message_id as currents_id,
+        app_group_id,
+        event
+    from {{ ref('fct_segment_outbox') }}
 ),
 
--- One Currents event sent to several workspaces under different message ids (fan-out).
+ledger_ids as (
+    select distinct
+        message_id,
+        currents_id
+    from ledger
+),
+
+-- Only looked for when there are several workspaces (or several sources in one workspace).
+shape as (
+    select
+        count(distinct segment_workspace) as workspaces,
+        count(distinct segment_workspace || '/' || segment_source) as destinations
+    from received
+),
+
+ledger_shape as (
+    select count(distinct segment_workspace) as workspaces from ledger
+),
+
+multi_workspace_ids as (
+    select
+        received.message_id,
+        any_value(received.event) as event,
+        list(distinct received.segment_workspace order by received.segment_workspace)
+            as workspaces,
+        list(distinct received.segment_source order by received.segment_source) as sources
+    from received
+    cross join shape
+    where shape.workspaces > 1
+    group by received.message_id
+    having count(distinct received.segment_workspace) > 1
+),
+
 multi_workspace_sent as (
     select
-        currents_id,
-        any_value(app_group_id) as app_group_id,
-        list(distinct segment_workspace order by segment_workspace) as workspaces,
-        list(distinct segment_source order by segment_source) as sources
+        ledger.currents_id,
+        any_value(ledger.app_group_id) as app_group_id,
+        list(distinct ledger.segment_workspace order by ledger.segment_workspace) as workspaces,
+        list(distinct ledger.segment_source order by ledger.segment_source) as sources
     from ledger
-    where
-        status = 'acknowledged'
-        and (select count(distinct segment_workspace) from ledger) > 1
-    group by currents_id
-    having count(distinct segment_workspace) > 1 and count(distinct message_id) > 1
+    cross join ledger_shape
+    where ledger.status = 'acknowledged' and ledger_shape.workspaces > 1
+    group by ledger.currents_id
+    having
+        count(distinct ledger.segment_workspace) > 1
+        and count(distinct ledger.message_id) > 1
 ),
 
 multi_workspace as (
@@ -58,10 +90,8 @@ multi_workspace as (
         ids.sources,
         true as same_message_id
     from multi_workspace_ids as ids
-    left join (select distinct message_id, currents_id from ledger) as ledger_ids
-        on ids.message_id = ledger_ids.message_id
-    left join {{ ref('fct_segment_outbox') }} as outbox
-        on coalesce(ledger_ids.currents_id, ids.message_id) = outbox.message_id
+    left join ledger_ids on ids.message_id = ledger_ids.message_id
+    left join outbox on coalesce(ledger_ids.currents_id, ids.message_id) = outbox.currents_id
     union all
     select
         sent.currents_id,
@@ -71,11 +101,22 @@ multi_workspace as (
         sent.sources,
         false as same_message_id
     from multi_workspace_sent as sent
-    left join {{ ref('fct_segment_outbox') }} as outbox
-        on sent.currents_id = outbox.message_id
+    left join outbox on sent.currents_id = outbox.currents_id
 ),
 
--- One message id arriving through several sources of one workspace.
+multi_source_ids as (
+    select
+        received.segment_workspace,
+        received.message_id,
+        any_value(received.event) as event,
+        list(distinct received.segment_source order by received.segment_source) as sources
+    from received
+    cross join shape
+    where shape.destinations > shape.workspaces
+    group by received.segment_workspace, received.message_id
+    having count(distinct received.segment_source) > 1
+),
+
 multi_source as (
     select
         ids.segment_workspace,
@@ -83,26 +124,9 @@ multi_source as (
         outbox.app_group_id,
         ids.event,
         ids.sources
-    from (
-        select
-            segment_workspace,
-            message_id,
-            any_value(event) as event,
-            list(distinct segment_source order by segment_source) as sources
-        from received
-        where (
-            select max(n) from (
-                select count(distinct segment_source) as n
-                from received group by segment_workspace
-            )
-        ) > 1
-        group by segment_workspace, message_id
-        having count(distinct segment_source) > 1
-    ) as ids
-    left join (select distinct message_id, currents_id from ledger) as ledger_ids
-        on ids.message_id = ledger_ids.message_id
-    left join {{ ref('fct_segment_outbox') }} as outbox
-        on coalesce(ledger_ids.currents_id, ids.message_id) = outbox.message_id
+    from multi_source_ids as ids
+    left join ledger_ids on ids.message_id = ledger_ids.message_id
+    left join outbox on coalesce(ledger_ids.currents_id, ids.message_id) = outbox.currents_id
 ),
 
 connector_kinds as (
@@ -165,7 +189,7 @@ select
     array_to_string(list(distinct connector order by connector), ', ') as connectors,
     cast(null as boolean) as same_message_id,
     cast(null as bigint) as events,
-    cast([] as varchar []) as example_ids
+    cast([] as varchar[]) as example_ids
 from connector_kinds
 group by segment_workspace, connector_kind
 having count(distinct connector) > 1

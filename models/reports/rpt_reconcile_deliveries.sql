@@ -47,21 +47,29 @@ configured_routes as (
 -- deterministic 2% sample of what arrived (all of it up to 200,000 received rows; a destination
 -- too rare to be sampled shows up as "unrouted" missing plus "unexpected" received, never
 -- silently), or the ledger's destinations in push mode.
+received_rows as (
+    select count(*) as n from received
+),
+
 received_sample as (
-    select segment_workspace, segment_source, message_id
+    select
+        received.segment_workspace,
+        received.segment_source,
+        received.message_id
     from received
+    cross join received_rows
     where
-        (select count(*) from received) <= 200000
-        or hash(message_id) % 50 = 0
+        received_rows.n <= 200000
+        or hash(received.message_id) % 50 = 0
 ),
 
 sampled_outbox as (
     select
-        currents_id,
-        app_group_id,
-        connector_kind
+        outbox.currents_id,
+        outbox.app_group_id,
+        outbox.connector_kind
     from outbox
-    where currents_id in (select message_id from received_sample)
+    where outbox.currents_id in (select received_sample.message_id from received_sample)
 ),
 
 learnt_routes as (
@@ -116,8 +124,11 @@ to_route as not materialized (
     select outbox.*
     from outbox
     where
-        (select mode from settings) = 'audit'
-        or not exists (select 1 from ledger where ledger.currents_id = outbox.currents_id)
+        (select settings.mode from settings) = 'audit'
+        or not exists (
+            select 1 from ledger
+            where ledger.currents_id = outbox.currents_id
+        )
 ),
 
 -- Routes match on wildcards: resolve them per distinct (workspace, type), then hash-join.
@@ -129,16 +140,22 @@ route_keys as (
         routes.segment_source,
         routes.connector
     from (
-        select distinct app_group_id, currents_event_type, family, connector_kind from to_route
+        select distinct
+            app_group_id,
+            currents_event_type,
+            family,
+            connector_kind
+        from to_route
     ) as keys
     inner join routes
-        on (routes.app_group_id is null or routes.app_group_id = keys.app_group_id)
-        and (routes.connector_kind is null or routes.connector_kind = keys.connector_kind)
-        and (routes.family is null or routes.family = keys.family)
-        and (
-            routes.currents_event_type is null
-            or routes.currents_event_type = keys.currents_event_type
-        )
+        on
+            (routes.app_group_id is null or keys.app_group_id = routes.app_group_id)
+            and (routes.connector_kind is null or keys.connector_kind = routes.connector_kind)
+            and (routes.family is null or keys.family = routes.family)
+            and (
+                routes.currents_event_type is null
+                or keys.currents_event_type = routes.currents_event_type
+            )
 ),
 
 routed as (
@@ -149,8 +166,9 @@ routed as (
         route_keys.connector
     from to_route
     left join route_keys
-        on to_route.app_group_id is not distinct from route_keys.app_group_id
-        and to_route.currents_event_type = route_keys.currents_event_type
+        on
+            to_route.app_group_id is not distinct from route_keys.app_group_id
+            and to_route.currents_event_type = route_keys.currents_event_type
 ),
 
 expected as (
@@ -159,7 +177,7 @@ expected as (
         segment_workspace,
         segment_source,
         connector,
-        case when (select mode from settings) = 'audit' then currents_id end as message_id,
+        case when (select settings.mode from settings) = 'audit' then currents_id end as message_id,
         currents_id,
         app_group_id,
         currents_event_type,
@@ -228,16 +246,17 @@ classified as (
                 or not coalesce(expected.is_sendable, true)
                 then null
             when expected.segment_workspace is null then 'unrouted'
-            when expected.ledger_status is null and (select mode from settings) = 'audit'
+            when expected.ledger_status is null and (select settings.mode from settings) = 'audit'
                 then 'not_received'
             when expected.ledger_status = 'acknowledged' then 'lost_after_ack'
             else 'not_sent'
         end as missing_reason
     from expected
     full outer join received_by_id
-        on expected.segment_workspace = received_by_id.segment_workspace
-        and expected.segment_source = received_by_id.segment_source
-        and expected.message_id = received_by_id.message_id
+        on
+            expected.segment_workspace = received_by_id.segment_workspace
+            and expected.segment_source = received_by_id.segment_source
+            and expected.message_id = received_by_id.message_id
 ),
 
 grouped as (
@@ -271,7 +290,36 @@ grouped as (
 -- Trace unexpected ids back to a Currents event (ledger pairs, else received id = Currents id);
 -- what Segment says about them fills what is not known from Braze's side.
 ledger_ids as (
-    select distinct message_id, currents_id from {{ ref('stg_segment__ledger') }}
+    select distinct
+        message_id,
+        currents_id
+    from {{ ref('stg_segment__ledger') }}
+),
+
+unexpected_ids as (
+    select distinct
+        segment_workspace,
+        segment_source,
+        message_id
+    from grouped
+    where delivery_status = 'unexpected'
+),
+
+received_info as (
+    select
+        received.segment_workspace,
+        received.segment_source,
+        received.message_id,
+        any_value(received.currents_event_type) as currents_event_type,
+        any_value(received.event) as event,
+        date_trunc('hour', min(received.event_timestamp)) as period_hour
+    from received
+    inner join unexpected_ids
+        on
+            received.segment_workspace = unexpected_ids.segment_workspace
+            and received.segment_source = unexpected_ids.segment_source
+            and received.message_id = unexpected_ids.message_id
+    group by received.segment_workspace, received.segment_source, received.message_id
 ),
 
 unexpected as (
@@ -283,28 +331,11 @@ unexpected as (
             coalesce(grouped.period_hour, received_info.period_hour) as period_hour
         )
     from grouped
-    left join (
-        select
-            received.segment_workspace,
-            received.segment_source,
-            received.message_id,
-            any_value(received.currents_event_type) as currents_event_type,
-            any_value(received.event) as event,
-            date_trunc('hour', min(received.event_timestamp)) as period_hour
-        from received
-        inner join (
-            select distinct segment_workspace, segment_source, message_id
-            from grouped
-            where delivery_status = 'unexpected'
-        ) as ids
-            on received.segment_workspace = ids.segment_workspace
-            and received.segment_source = ids.segment_source
-            and received.message_id = ids.message_id
-        group by received.segment_workspace, received.segment_source, received.message_id
-    ) as received_info
-        on grouped.segment_workspace = received_info.segment_workspace
-        and grouped.segment_source = received_info.segment_source
-        and grouped.message_id = received_info.message_id
+    left join received_info
+        on
+            grouped.segment_workspace = received_info.segment_workspace
+            and grouped.segment_source = received_info.segment_source
+            and grouped.message_id = received_info.message_id
     where grouped.delivery_status = 'unexpected'
 ),
 

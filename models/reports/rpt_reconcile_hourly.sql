@@ -21,21 +21,28 @@ unsupported as (
     group by app_group_id, currents_event_type, date_hour
 ),
 
+unsupported_routes as (
+    select distinct
+        app_group_id,
+        segment_workspace,
+        segment_source
+    from {{ ref('stg_segment__routes') }}
+    where currents_event_type is null and family is null
+),
+
 unsupported_routed as (
     select
-        routes.segment_workspace,
-        routes.segment_source,
+        unsupported_routes.segment_workspace,
+        unsupported_routes.segment_source,
         unsupported.app_group_id,
         unsupported.currents_event_type,
         unsupported.period_hour,
         unsupported.skipped_unsupported
     from unsupported
-    left join (
-        select distinct app_group_id, segment_workspace, segment_source
-        from {{ ref('stg_segment__routes') }}
-        where currents_event_type is null and family is null
-    ) as routes
-        on routes.app_group_id is null or routes.app_group_id = unsupported.app_group_id
+    left join unsupported_routes
+        on
+            unsupported.app_group_id = unsupported_routes.app_group_id
+            or unsupported_routes.app_group_id is null
 ),
 
 counted as (
@@ -91,11 +98,12 @@ combined as (
         coalesce(counted.duplicates, 0) as duplicates
     from counted
     full outer join unsupported_routed
-        on counted.segment_workspace is not distinct from unsupported_routed.segment_workspace
-        and counted.segment_source is not distinct from unsupported_routed.segment_source
-        and counted.app_group_id is not distinct from unsupported_routed.app_group_id
-        and counted.currents_event_type = unsupported_routed.currents_event_type
-        and counted.period_hour = unsupported_routed.period_hour
+        on
+            counted.segment_workspace is not distinct from unsupported_routed.segment_workspace
+            and counted.segment_source is not distinct from unsupported_routed.segment_source
+            and counted.app_group_id is not distinct from unsupported_routed.app_group_id
+            and counted.currents_event_type = unsupported_routed.currents_event_type
+            and counted.period_hour = unsupported_routed.period_hour
 )
 
 select

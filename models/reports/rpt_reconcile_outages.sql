@@ -63,9 +63,11 @@ select
         epoch(windows.outage_start - settings.as_of) / 3600.0 + settings.retention_hours, 1
     ) as hours_left,
     case
-        when windows.outage_end + to_hours(cast(settings.retention_hours as bigint))
+        when
+            windows.outage_end + to_hours(cast(settings.retention_hours as bigint))
             <= settings.as_of then 'expired'
-        when windows.outage_start + to_hours(cast(settings.retention_hours as bigint))
+        when
+            windows.outage_start + to_hours(cast(settings.retention_hours as bigint))
             <= settings.as_of then 'partly_expired'
         else 'recoverable'
     end as recovery_status
