@@ -1,9 +1,15 @@
 {#- Engine-specific SQL, dispatched per adapter (duckdb__, spark__, default__). Models call only
-    these and dbt's cross-database macros, so the project builds unchanged on another engine. -#}
+    these and dbt's cross-database macros, so the project builds unchanged on another engine.
+    Where `adapter` / `dbt` are undefined (sqlfluff's jinja templater lints without dbt), each
+    falls back to its duckdb spelling so the linted SQL is the SQL dbt runs here. -#}
 
 {#- Currents `time` (UNIX seconds, UTC) -> a TIMESTAMP without time zone, in UTC. -#}
 {% macro cs_epoch_to_timestamp(epoch_seconds) -%}
-    {{ return(adapter.dispatch('cs_epoch_to_timestamp')(epoch_seconds)) }}
+    {%- if adapter is defined -%}
+        {{ return(adapter.dispatch('cs_epoch_to_timestamp')(epoch_seconds)) }}
+    {%- else -%}
+        {{ return(duckdb__cs_epoch_to_timestamp(epoch_seconds)) }}
+    {%- endif -%}
 {%- endmacro %}
 
 {% macro default__cs_epoch_to_timestamp(epoch_seconds) -%}
@@ -21,7 +27,11 @@
 
 {#- A TIMESTAMP (UTC) -> Segment's ISO-8601 text, second precision: 2034-06-13T09:08:24Z. -#}
 {% macro cs_iso_timestamp(ts) -%}
-    {{ return(adapter.dispatch('cs_iso_timestamp')(ts)) }}
+    {%- if adapter is defined -%}
+        {{ return(adapter.dispatch('cs_iso_timestamp')(ts)) }}
+    {%- else -%}
+        {{ return(duckdb__cs_iso_timestamp(ts)) }}
+    {%- endif -%}
 {%- endmacro %}
 
 {% macro default__cs_iso_timestamp(ts) -%}
@@ -38,11 +48,15 @@
 
 {#- Any scalar or array value -> its JSON text (strings quoted and escaped, arrays as arrays). -#}
 {% macro cs_to_json(value) -%}
-    {{ return(adapter.dispatch('cs_to_json')(value)) }}
+    {%- if adapter is defined -%}
+        {{ return(adapter.dispatch('cs_to_json')(value)) }}
+    {%- else -%}
+        {{ return(duckdb__cs_to_json(value)) }}
+    {%- endif -%}
 {%- endmacro %}
 
 {% macro default__cs_to_json(value) -%}
-    cast(to_json({{ value }}) as {{ dbt.type_string() }})
+    cast(to_json({{ value }}) as {{ cs_type_string() }})
 {%- endmacro %}
 
 {% macro duckdb__cs_to_json(value) -%}
@@ -56,7 +70,11 @@
 
 {#- UTF-8 length in bytes of a string (Segment's 32 KB limit counts bytes). -#}
 {% macro cs_byte_length(text) -%}
-    {{ return(adapter.dispatch('cs_byte_length')(text)) }}
+    {%- if adapter is defined -%}
+        {{ return(adapter.dispatch('cs_byte_length')(text)) }}
+    {%- else -%}
+        {{ return(duckdb__cs_byte_length(text)) }}
+    {%- endif -%}
 {%- endmacro %}
 
 {% macro default__cs_byte_length(text) -%}
@@ -69,7 +87,11 @@
 
 {#- Strings -> one string; a null part yields null (the JSON builders rely on it). -#}
 {% macro cs_concat_strict(parts) -%}
-    {{ return(adapter.dispatch('cs_concat_strict')(parts)) }}
+    {%- if adapter is defined -%}
+        {{ return(adapter.dispatch('cs_concat_strict')(parts)) }}
+    {%- else -%}
+        {{ return(default__cs_concat_strict(parts)) }}
+    {%- endif -%}
 {%- endmacro %}
 
 {% macro default__cs_concat_strict(parts) -%}
@@ -84,3 +106,4 @@
         concat_ws(',', {{ members | join(', ') }})
     {%- endif -%}
 {%- endmacro %}
+

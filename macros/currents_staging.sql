@@ -1,49 +1,20 @@
 {#- Staging of one Currents event type, generated from the catalogue (macros/currents_catalogue.sql). -#}
 
-{#- The catalogue entry of a type (dotted name), or a compile error naming it. -#}
-{% macro currents_event(event_type) -%}
-    {%- for event in currents_catalogue() -%}
-        {%- if event.event_type == event_type -%}
-            {{ return(event) }}
-        {%- endif -%}
-    {%- endfor -%}
-    {{ exceptions.raise_compiler_error("'" ~ event_type ~ "' is not in the event catalogue (seeds/currents_event_catalogue.csv)") }}
-{%- endmacro %}
-
-{#- The families, in catalogue order, each once. -#}
-{% macro currents_families() -%}
-    {%- set families = [] -%}
-    {%- for event in currents_catalogue() -%}
-        {%- if event.family not in families -%}
-            {%- do families.append(event.family) -%}
-        {%- endif -%}
-    {%- endfor -%}
-    {{ return(families) }}
-{%- endmacro %}
-
-{#- Columns every staging model has, and that the union of them carries (null where a type lacks the field). -#}
-{% macro currents_shared_fields() -%}
-    {{ return(['campaign_id', 'campaign_name', 'canvas_id', 'canvas_name', 'canvas_step_id', 'canvas_step_name']) }}
-{%- endmacro %}
-
 {% macro stg_currents_event(event_type) -%}
     {%- set event = currents_event(event_type) -%}
     {%- set field_names = event.fields | map(attribute=0) | list -%}
     {%- set top_level = ['id', 'user_id', 'external_user_id', 'app_group_id', 'time'] -%}
-    {%- set string_type = dbt.type_string() -%}
+    {%- set string_type = cs_type_string() -%}
 select
     cast(id as {{ string_type }}) as currents_id,
     cast(user_id as {{ string_type }}) as braze_user_id,
     cast(external_user_id as {{ string_type }}) as external_user_id,
-    {% if 'app_group_id' in field_names -%}
-    cast(app_group_id as {{ string_type }}) as app_group_id,
-    {%- else -%}
-    cast(null as {{ string_type }}) as app_group_id,
-    {%- endif %}
-    {{ cs_epoch_to_timestamp(adapter.quote('time')) }} as event_timestamp,
-    cast({{ adapter.quote('time') }} as {{ dbt.type_bigint() }}) as event_time_unix,
+    {#- canvas.experimentstep.* carry no workspace id -#}
+    cast({{ 'app_group_id' if 'app_group_id' in field_names else 'null' }} as {{ string_type }}) as app_group_id,
+    {{ cs_epoch_to_timestamp(cs_quote('time')) }} as event_timestamp,
+    cast({{ cs_quote('time') }} as {{ cs_type_bigint() }}) as event_time_unix,
     {%- for field in event.fields if field[0] not in top_level %}
-    {{ adapter.quote(field[0]) }},
+        {{ cs_quote(field[0]) }},
     {%- endfor %}
     {{ segment_context_json(event) }} as segment_context_json,
     {{ segment_properties_json(event) }} as segment_properties_json,
@@ -51,7 +22,7 @@ select
     _row_in_file as row_in_file,
     _source_file as source_file,
     _integration_id as integration_id,
-    _cluster as {{ adapter.quote('cluster') }},
+    _cluster as {{ cs_quote('cluster') }},
     _date_hour as date_hour,
     _schema_id as schema_id,
     _loaded_at as loaded_at,
@@ -62,9 +33,15 @@ from {{ source('currents', event.table_name) }}
 
 {#- One branch per type: the columns every landed event shares, plus the Segment-shaped parts. -#}
 {% macro currents_landed_events_union(where_sql=none) -%}
-    {%- set string_type = dbt.type_string() -%}
+    {%- set string_type = cs_type_string() -%}
     {%- for event in currents_catalogue() %}
         {%- set field_names = event.fields | map(attribute=0) | list %}
+        {%- set shared_columns = [] %}
+        {%- for shared in currents_shared_fields() %}
+            {%- do shared_columns.append(
+                'cast(' ~ (shared if shared in field_names else 'null') ~ ' as ' ~ string_type ~ ') as ' ~ shared
+            ) %}
+        {%- endfor %}
 select
     currents_id,
     app_group_id,
@@ -74,13 +51,7 @@ select
     braze_user_id,
     external_user_id,
     event_timestamp,
-    {%- for shared in currents_shared_fields() %}
-        {%- if shared in field_names %}
-    {{ shared }},
-        {%- else %}
-    cast(null as {{ string_type }}) as {{ shared }},
-        {%- endif %}
-    {%- endfor %}
+    {{ shared_columns | join(',\n    ') }},
     segment_context_json,
     segment_properties_json,
     file_id,

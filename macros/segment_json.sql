@@ -6,9 +6,9 @@
     case when {{ value_sql }} is not null then {{ cs_concat_strict(["'\"" ~ key ~ "\":'", cs_to_json(value_sql)]) }} end
 {%- endmacro %}
 
-{#- A member whose value is already JSON text (an object built here). -#}
+{#- A member whose value is already JSON text: an object built here, never null. -#}
 {% macro segment_json_raw_member(key, json_sql) -%}
-    case when {{ json_sql }} is not null then {{ cs_concat_strict(["'\"" ~ key ~ "\":'", json_sql]) }} end
+    {{ cs_concat_strict(["'\"" ~ key ~ "\":'", json_sql]) }}
 {%- endmacro %}
 
 {#- A JSON object from members (each a SQL expression yielding `"k":v` text or null). -#}
@@ -16,22 +16,15 @@
     {{ cs_concat_strict(["'{'", cs_join_members(members), "'}'"]) }}
 {%- endmacro %}
 
-{#- Fields never sent as properties: the ids and time that become top-level keys, and the
-    user's time zone (Braze's Segment connector omits it). Per-type exclusions (traits, device,
-    excluded_properties) come from the catalogue. -#}
-{% macro segment_common_excluded_fields() -%}
-    {{ return(['id', 'user_id', 'external_user_id', 'time', 'timezone']) }}
-{%- endmacro %}
-
 {#- `context` of the track call: {"device":{...},"traits":{...}} (both always present). -#}
 {% macro segment_context_json(event) -%}
     {%- set device = [] -%}
     {%- for key, source_field in event.context_device.items() -%}
-        {%- do device.append(segment_json_member(key, adapter.quote(source_field))) -%}
+        {%- do device.append(segment_json_member(key, cs_quote(source_field))) -%}
     {%- endfor -%}
     {%- set traits = [] -%}
     {%- for key, source_field in event.context_traits.items() -%}
-        {%- do traits.append(segment_json_member(key, adapter.quote(source_field))) -%}
+        {%- do traits.append(segment_json_member(key, cs_quote(source_field))) -%}
     {%- endfor -%}
     {{ segment_json_object([
         segment_json_raw_member('device', segment_json_object(device)),
@@ -39,26 +32,11 @@
     ]) }}
 {%- endmacro %}
 
-{#- The names of the fields that become properties, as (source field, property name) pairs. -#}
-{% macro segment_property_fields(event) -%}
-    {%- set skipped = segment_common_excluded_fields()
-        + (event.context_traits.values() | list)
-        + (event.context_device.values() | list)
-        + event.excluded_properties -%}
-    {%- set out = [] -%}
-    {%- for field in event.fields -%}
-        {%- if field[0] not in skipped -%}
-            {%- do out.append([field[0], event.property_renames.get(field[0], field[0])]) -%}
-        {%- endif -%}
-    {%- endfor -%}
-    {{ return(out) }}
-{%- endmacro %}
-
 {#- `properties` of the track call: every remaining field, renamed, nulls omitted. -#}
 {% macro segment_properties_json(event) -%}
     {%- set members = [] -%}
     {%- for pair in segment_property_fields(event) -%}
-        {%- do members.append(segment_json_member(pair[1], adapter.quote(pair[0]))) -%}
+        {%- do members.append(segment_json_member(pair[1], cs_quote(pair[0]))) -%}
     {%- endfor -%}
     {{ segment_json_object(members) }}
 {%- endmacro %}

@@ -7,9 +7,7 @@ select
     braze_user_id,
     external_user_id,
     event_timestamp,
-    {%- for shared in currents_shared_fields() %}
-    {{ shared }},
-    {%- endfor %}
+    {{ currents_shared_fields() | join(',\n    ') }},
     segment_context_json,
     segment_properties_json,
     file_id,

@@ -6,17 +6,14 @@
     )
 }}
 
-{#- Every landed row once, flagged first copy or at-least-once duplicate. Incremental: a run
+{#- Every landed row once, flagged first copy or at-least-once re-delivery. Incremental: a run
     reads only rows landed after the newest row already here (every landed row is kept, so that
-    is exactly what was processed); a row whose id was kept by an earlier run is a duplicate. -#}
+    is exactly what was processed); a row whose id an earlier run kept is a re-delivery. -#}
 
 with new_rows as (
-    select * from {{ ref('int_currents__landed_events') }}
-    {% if is_incremental() -%}
-    where loaded_at > (
-        select coalesce(max(loaded_at), cast('1900-01-01 00:00:00' as timestamp)) from {{ this }}
-    )
-    {%- endif %}
+    select *
+    from {{ ref('int_currents__landed_events') }}
+    where loaded_at > {{ cs_incremental_watermark('loaded_at') }}
 ),
 
 ranked as (
@@ -29,50 +26,37 @@ ranked as (
     from new_rows
 )
 
-{% if is_incremental() -%}
-, kept_earlier as (
-    select distinct
-        kept.app_group_id,
-        kept.currents_id
-    from {{ this }} as kept
-    inner join ranked
-        on
-            kept.currents_id = ranked.currents_id
-            and coalesce(kept.app_group_id, '') = coalesce(ranked.app_group_id, '')
-    where kept.is_first_copy
-)
-{%- endif %}
-
 select
-    ranked.currents_id,
-    ranked.app_group_id,
-    ranked.currents_event_type,
-    ranked.family,
-    ranked.event,
-    ranked.braze_user_id,
-    ranked.external_user_id,
-    ranked.event_timestamp,
-    {%- for shared in currents_shared_fields() %}
-    ranked.{{ shared }},
-    {%- endfor %}
-    ranked.segment_context_json,
-    ranked.segment_properties_json,
-    ranked.file_id,
-    ranked.row_in_file,
-    ranked.source_file,
-    ranked.integration_id,
-    ranked.date_hour,
-    ranked.loaded_at,
-    ranked.is_test_event,
-    {% if is_incremental() -%}
-    (ranked.copy_number = 1 and kept_earlier.currents_id is null) as is_first_copy
-    {%- else -%}
-    (ranked.copy_number = 1) as is_first_copy
-    {%- endif %}
+    currents_id,
+    app_group_id,
+    currents_event_type,
+    family,
+    event,
+    braze_user_id,
+    external_user_id,
+    event_timestamp,
+    {{ currents_shared_fields() | join(',\n    ') }},
+    segment_context_json,
+    segment_properties_json,
+    file_id,
+    row_in_file,
+    source_file,
+    integration_id,
+    date_hour,
+    loaded_at,
+    is_test_event,
+    coalesce(
+        copy_number = 1
+        {%- if is_incremental() %}
+            and not exists (
+                select 1
+                from {{ this }} as kept
+                where
+                    kept.is_first_copy
+                    and kept.currents_id = ranked.currents_id
+                    and coalesce(kept.app_group_id, '') = coalesce(ranked.app_group_id, '')
+            )
+        {%- endif %},
+        false
+    ) as is_first_copy
 from ranked
-{%- if is_incremental() %}
-left join kept_earlier
-    on
-        ranked.currents_id = kept_earlier.currents_id
-        and coalesce(ranked.app_group_id, '') = coalesce(kept_earlier.app_group_id, '')
-{%- endif %}

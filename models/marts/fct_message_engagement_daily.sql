@@ -50,7 +50,7 @@ select
     max(canvas_name) as canvas_name,
     max(canvas_step_name) as canvas_step_name,
     {%- for metric in metrics %}
-    sum(case when engagement_metric = '{{ metric }}' then 1 else 0 end) as {{ metric_columns[metric] }},
+        sum(case when engagement_metric = '{{ metric }}' then 1 else 0 end) as {{ metric_columns[metric] }},
     {%- endfor %}
     count(*) as engagement_events
 from measured

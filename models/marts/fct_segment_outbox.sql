@@ -15,15 +15,12 @@
 
 with track_calls as (
     {%- for family in currents_families() %}
-    select * from {{ ref('fct_' ~ family ~ '_track_calls') }}
-    {%- if is_incremental() %}
-    where loaded_at > (
-        select coalesce(max(loaded_at), cast('1900-01-01 00:00:00' as timestamp)) from {{ this }}
-    )
-    {%- endif %}
-    {%- if not loop.last %}
-    union all
-    {%- endif %}
+        select *
+        from {{ ref('fct_' ~ family ~ '_track_calls') }}
+        where loaded_at > {{ cs_incremental_watermark('loaded_at') }}
+        {%- if not loop.last %}
+            union all
+        {%- endif %}
     {%- endfor %}
 ),
 
@@ -33,10 +30,10 @@ reasons as (
         case
             when is_test_event then 'test_event'
             {%- if excluded_types | length > 0 %}
-            when currents_event_type in ('{{ excluded_types | join("', '") }}') then 'unsupported_type'
+                when currents_event_type in ('{{ excluded_types | join("', '") }}') then 'unsupported_type'
             {%- endif %}
             {%- if not include_anonymous %}
-            when user_id is null then 'no_external_user_id'
+                when user_id is null then 'no_external_user_id'
             {%- endif %}
             when payload_bytes > 32768 then 'oversize'
         end as not_sendable_reason

@@ -1,6 +1,6 @@
 {#- macros/currents_catalogue.sql is generated from the seeds; this fails the build when someone
     edits a seed and forgets `python scripts/generate_staging_yml.py`. -#}
-{%- set string_type = dbt.type_string() -%}
+{%- set string_type = cs_type_string() -%}
 
 with macro_types as (
     {%- for event in currents_catalogue() %}

@@ -39,13 +39,25 @@ outbox as (
 ),
 
 groups as (
-    select workspace, currents_event_type from landed
+    select
+        workspace,
+        currents_event_type
+    from landed
     union
-    select workspace, currents_event_type from deduplicated
+    select
+        workspace,
+        currents_event_type
+    from deduplicated
     union
-    select workspace, currents_event_type from duplicates
+    select
+        workspace,
+        currents_event_type
+    from duplicates
     union
-    select workspace, currents_event_type from outbox
+    select
+        workspace,
+        currents_event_type
+    from outbox
 ),
 
 compared as (
