@@ -461,7 +461,7 @@ def test_cli_exit_codes(tmp_path, cs_home):
     root = tmp_path / "export"
     write_avro(braze_path(root, EMAIL_SEND), schema_of(EMAIL_SEND), records(EMAIL_SEND, 3))
     runner = CliRunner()
-    clean = runner.invoke(main, ["ingest", str(root), "--no-progress"])
+    clean = runner.invoke(main, ["ingest", str(root), "--progress"])
     assert clean.exit_code == 0, clean.output
     assert "clean run" in clean.output
     assert (cs_home / "warehouse.duckdb").exists()  # the default warehouse
