@@ -64,6 +64,26 @@ GZIP = os.environ.get("BENCH_PUSH_GZIP", "0") == "1"
 ANALYTICS_TUNED = {"max_queue_size": 2_000_000, "upload_size": 500, "thread": 2}
 
 
+def proc_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (the emulator subprocess)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_fields(offered: int, client_cpu: float, server_cpu: float) -> dict[str, Any]:
+    """CPU seconds of client and emulator, and the rate each would sustain on a core of its own.
+
+    The machine is shared with other work while benchmarks run: these say what the events cost,
+    independent of the load average.
+    """
+    return {
+        "client_cpu_seconds": round(client_cpu, 2),
+        "emulator_cpu_seconds": round(server_cpu, 2),
+        "client_events_per_cpu_s": round(offered / client_cpu) if client_cpu else None,
+        "emulator_events_per_cpu_s": round(offered / server_cpu) if server_cpu else None,
+    }
+
+
 def machine() -> dict[str, Any]:
     cpu = "unknown"
     try:
@@ -219,12 +239,17 @@ def run_ours(work: Path, warehouse: Path, offered: int, faults: dict | None, tag
     shutil.rmtree(store, ignore_errors=True)
     ledger.unlink(missing_ok=True)
     with running_emulator(EMULATOR, store, faults=faults) as emu:
+        server_cpu = proc_cpu_seconds(emu.pid)
+        client_cpu = time.process_time()
         started = time.monotonic()
         result = push.run_push(
             config,
             push.PushOptions(api_base=emu.url, warehouse=warehouse, ledger=ledger, progress=False),
         )
         elapsed = time.monotonic() - started
+        cpu = cpu_fields(
+            offered, time.process_time() - client_cpu, proc_cpu_seconds(emu.pid) - server_cpu
+        )
         emu.flush()
         stats = emu.stats()
     rows, distinct = store_counts(store)
@@ -237,6 +262,7 @@ def run_ours(work: Path, warehouse: Path, offered: int, faults: dict | None, tag
         "seconds": round(elapsed, 2),
         "events_offered": offered,
         "events_per_s": round(offered / elapsed),
+        **cpu,
         "batches": run.batches,
         "acknowledged": run.totals.get("acknowledged", 0),
         "exit_code": result.exit_code,
@@ -294,6 +320,8 @@ def run_analytics(
     with running_emulator(EMULATOR, store, faults=faults) as emu:
         client = Client(WRITE_KEY, host=emu.url, on_error=on_error, **params)
         refused = 0
+        server_cpu = proc_cpu_seconds(emu.pid)
+        client_cpu = time.process_time()
         started = time.monotonic()
         for call in calls:
             ok, _ = client.track(**call)
@@ -302,6 +330,9 @@ def run_analytics(
         client.flush()
         client.join()
         elapsed = time.monotonic() - started
+        cpu = cpu_fields(
+            len(calls), time.process_time() - client_cpu, proc_cpu_seconds(emu.pid) - server_cpu
+        )
         emu.flush()
         stats = emu.stats()
     rows, distinct = store_counts(store)
@@ -314,6 +345,7 @@ def run_analytics(
         "seconds": round(elapsed, 2),
         "events_offered": offered,
         "events_per_s": round(offered / elapsed),
+        **cpu,
         "refused_by_full_queue": refused,
         "failed_batches_reported": errors["batches"],
         "kept_distinct": distinct,

@@ -266,7 +266,7 @@ def open_warehouse(path: Path, table: str) -> duckdb.DuckDBPyConnection:
         raise PushError(f"warehouse {path} does not exist: run ingest and build first")
     try:
         con = duckdb.connect(str(path), read_only=True)
-    except duckdb.IOException as exc:
+    except duckdb.Error as exc:
         raise PushError(
             f"warehouse {path} cannot be opened read-only (is dbt build running?): {exc}"
         ) from None
