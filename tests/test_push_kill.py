@@ -9,8 +9,6 @@ import subprocess
 import sys
 import time
 
-import pytest
-
 from currents_segment import connectors, push, settings
 from currents_segment.emulator import running_emulator
 from test_push_support import (
@@ -35,16 +33,12 @@ def ledger_counts() -> dict[str, int]:
         return {}
 
 
-@pytest.mark.parametrize(
-    ("when", "ready"),
-    [
-        # The first batches are in flight, nothing acknowledged yet.
-        ("before the first ack", lambda c: c.get("in_flight", 0) > 0),
-        # Well into the run, with batches in flight.
-        ("mid-run", lambda c: c.get("acknowledged", 0) >= 600 and c.get("in_flight", 0) > 0),
-    ],
-)
-def test_kill_9_then_resume_sends_everything_once(cs_home, monkeypatch, when, ready):
+def ready(counts: dict[str, int]) -> bool:
+    """Well into the run, with batches in flight (sent, outcome not yet recorded)."""
+    return counts.get("acknowledged", 0) >= 600 and counts.get("in_flight", 0) > 0
+
+
+def test_kill_9_mid_run_then_resume_sends_everything_once(cs_home, monkeypatch):
     monkeypatch.setenv("CS_TEST_KEY_US", US_KEY)
     rows = make_rows(1500, seed=21)
     build_outbox(settings.warehouse_path(), rows)
@@ -61,7 +55,7 @@ def test_kill_9_then_resume_sends_everything_once(cs_home, monkeypatch, when, re
             deadline = time.monotonic() + 180
             while not ready(counts := ledger_counts()):
                 assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-                assert time.monotonic() < deadline, f"push never got {when}: {counts}"
+                assert time.monotonic() < deadline, f"push never got mid-run: {counts}"
                 time.sleep(0.01)
             os.kill(proc.pid, signal.SIGKILL)
         finally:
