@@ -284,6 +284,10 @@ def read_results(con: Any) -> dict[str, Any]:
         con,
         f"select * from {r}.rpt_reconcile_cross_workspace order by finding, segment_workspaces",
     )
+    volumes = _records(
+        con,
+        f"select * from {r}.rpt_reconcile_volumes order by segment_workspace, segment_source, event",
+    )
     gap_counts = dict(
         con.execute(f"select gap_kind, count(*) from {r}.rpt_reconcile_gaps group by 1").fetchall()
     )
@@ -297,6 +301,7 @@ def read_results(con: Any) -> dict[str, Any]:
         "hourly_by_source": hourly_by_source,
         "outages": outages,
         "cross_workspace": cross,
+        "volumes": volumes,
         "gap_counts": {k: gap_counts.get(k, 0) for k in ("missing", "unexpected", "duplicate")},
     }
 
@@ -546,6 +551,7 @@ def build_document(
             "daily": data.get("daily", []),
             "outages": data.get("outages", []),
             "cross_workspace": data.get("cross_workspace", []),
+            "volumes": data.get("volumes", []),
             "gaps": {"counts": data.get("gap_counts", {}), "rows": gap_rows_total},
             "expectations": expectations,
             "gate_passed": gate_ok,

@@ -380,6 +380,23 @@ def render_html(
             ],
             bad=lambda r: r["finding"] != "same_id_in_many_workspaces" or r["same_message_id"],
         ),  # fmt: skip
+        "<h2>Public API volumes (counts, no ids)</h2>"
+        + table(
+            document.get("volumes", []),
+            [
+                "segment_workspace",
+                "segment_source",
+                "event",
+                "api_events",
+                "sendable",
+                "sent",
+                "held_events",
+                "api_minus_sendable",
+                "api_first_period",
+                "api_last_period",
+            ],
+            bad=lambda r: r["api_minus_sendable"] != 0,
+        ),  # fmt: skip
         "<h2>Gaps and duplicates (drill down to ids)</h2>"
         + _gap_drilldown(gap_rows, (document.get("gaps") or {}).get("counts", {})),
         "<h2>Great Expectations gate</h2>"
