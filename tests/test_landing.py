@@ -496,3 +496,13 @@ def test_one_or_two_workers_land_the_same(export, tmp_path, monkeypatch):
     ] == [  # fmt: skip
         {k: v for k, v in m.items() if k not in strip} for m in manifest(tmp_path / "two.duckdb")
     ]
+
+
+def test_without_the_extension_auto_reads_with_fastavro(export, tmp_path, monkeypatch):
+    # Where DuckDB's avro extension cannot load (no wheel, no network), ensure_avro says so.
+    monkeypatch.setattr(landing.duck, "ensure_avro", lambda con: False)
+    result = landing.ingest([str(export)], db_path=tmp_path / "w.duckdb")
+    assert {f.reader for f in result.files} == {"fastavro"}
+    assert sum(result.rows_per_type.values()) == 2103 + 70 + 25
+    with pytest.raises(landing.IngestError, match="avro extension cannot load"):
+        landing.ingest([str(export)], db_path=tmp_path / "x.duckdb", reader="duckdb")

@@ -636,8 +636,8 @@ def _record(con: duckdb.DuckDBPyConnection, planned: Sequence[_Planned], when: d
 class _FilesFailed(RuntimeError):
     """Some files of a read are bad (file_id -> reason); the others can be read again."""
 
-    def __init__(self, reasons: dict[int, str]) -> None:
-        super().__init__("; ".join(reasons.values()))
+    def __init__(self, reasons: dict[int, str], note: str = "") -> None:
+        super().__init__("; ".join(reasons.values()) or note)
         self.reasons = reasons
 
 
@@ -721,7 +721,7 @@ def _check_counts(con: duckdb.DuckDBPyConnection, group: Sequence[_Planned]) -> 
             misnumbered = True
         p.rows_loaded, p.test_events = rows, tests
     if bad or misnumbered:
-        raise _FilesFailed(bad)
+        raise _FilesFailed(bad, "record positions did not come out in file order")
 
 
 def _load_native(con: duckdb.DuckDBPyConnection, group: Sequence[_Planned]) -> None:
@@ -892,6 +892,8 @@ def _short(exc: BaseException) -> str:
     text = str(exc).split("\nLINE ", 1)[0].strip()
     text = " ".join(text.split())
     name = type(exc).__name__
+    if isinstance(exc, _FilesFailed | AvroFileError | IngestError) and text:
+        return text[:500]  # our own messages already say what is wrong
     text = f"{name}: {text}" if text else name
     return text if len(text) <= 500 else text[:497] + "..."
 
