@@ -116,7 +116,8 @@ def warehouse(home) -> Path:
         con.close()
     built = transform.build(db_path=db, select=OUR_NODES)
     assert built.exit_code == transform.EXIT_OK, built.failing_nodes or built.exception
-    assert built.failed == 0 and built.errored == 0 and built.passed > 300
+    # 51 staging + 15 other models, 2 seeds, data and unit tests.
+    assert built.failed == 0 and built.errored == 0 and built.passed > 130
     return db
 
 
