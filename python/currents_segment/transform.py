@@ -243,7 +243,7 @@ def cli(select: str | None, full_refresh: bool, var_items: tuple[str, ...], db_p
     """Run dbt build (seeds, models, data and unit tests) on the landed data."""
     from rich.console import Console
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     variables = dict(parse_var(item) for item in var_items)
     try:
         result = build(select, variables or None, full_refresh, db_path, quiet=False)
