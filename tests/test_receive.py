@@ -321,6 +321,6 @@ def test_cli_receives_the_default_store_and_snapshots(cs_home, tmp_path):
 
     result = runner.invoke(cli, ["--workspace", "acme"])
     assert result.exit_code == 0, result.output
-    assert "1 rows loaded" in result.output
+    assert "1 rows loaded" in result.output and "ledger snapshot 0 rows" in result.output
     result = runner.invoke(cli, ["--source-workspace", "nope"])
     assert result.exit_code != 0 and "KEY=VALUE" in result.output

@@ -120,6 +120,8 @@ class ReceiveSummary:
     parts_skipped: int = 0
     sources: dict[str, int] = field(default_factory=dict)  # "workspace/source" -> rows now held
     unknown_event_names: dict[str, int] = field(default_factory=dict)  # kept, event is null
+    routes: int | None = None  # routes loaded (None: left as they were)
+    ledger_rows: int | None = None  # rows in the ledger snapshot (None: not taken)
 
     def merge(self, other: ReceiveSummary) -> None:
         self.rows_loaded += other.rows_loaded
@@ -823,6 +825,73 @@ def emulator_workspaces(config_path: Path) -> dict[str, str]:
     return out
 
 
+@dataclass(frozen=True)
+class VolumeRequest:
+    """A Public API volume fetch for one workspace (the token's)."""
+
+    api_url: str
+    token: str = field(repr=False)
+    start: datetime
+    end: datetime
+    requests_per_minute: float = 60.0
+    source_names: Mapping[str, str] = field(default_factory=dict)
+
+
+def run_receive(
+    store_dirs: Iterable[Path] = (),
+    export_dirs: Iterable[Path] = (),
+    warehouse_dbs: Iterable[Path] = (),
+    workspace: str | None = None,
+    workspaces: Mapping[str, str] | None = None,
+    emulator_config: Path | None = None,
+    volume: VolumeRequest | None = None,
+    routes_file: Path | None = None,
+    connectors_file: Path | None = None,
+    ledger: bool = True,
+    ledger_path: Path | None = None,
+    db_path: Path | None = None,
+) -> ReceiveSummary:
+    """Everything ``currents-segment receive`` does, for the pipeline: load each source, the
+    routes and the ledger snapshot. With no source at all, the emulator's default store."""
+    mapping = dict(workspaces or {})
+    if emulator_config:
+        mapping = {**emulator_workspaces(emulator_config), **mapping}
+    store_dirs, export_dirs, warehouse_dbs = (
+        list(store_dirs),
+        list(export_dirs),
+        list(warehouse_dbs),
+    )
+    nothing_given = not (store_dirs or export_dirs or warehouse_dbs or volume)
+    if nothing_given and settings.emulator_dir().exists():
+        store_dirs = [settings.emulator_dir()]
+    con = connect_warehouse(db_path)
+    try:
+        summary = ReceiveSummary()
+        for d in store_dirs:
+            summary.merge(receive_directory(con, Path(d), mapping, "emulator", workspace))
+        for d in export_dirs:
+            summary.merge(receive_directory(con, Path(d), mapping, "file", workspace))
+        for f in warehouse_dbs:
+            summary.merge(receive_duckdb(con, Path(f), mapping, workspace))
+        if volume:
+            if not workspace:
+                raise ReceiveError("the volume API needs --workspace (the token's workspace)")
+            rows = fetch_volumes(volume.api_url, volume.token, volume.start, volume.end,
+                                 requests_per_minute=volume.requests_per_minute)  # fmt: skip
+            summary.merge(receive_volumes(con, workspace, rows, volume.start, volume.end,
+                                          source_names=volume.source_names))  # fmt: skip
+        if routes_file or connectors_file:
+            routes = read_routes_file(routes_file) if routes_file else []
+            if connectors_file:
+                routes += routes_from_connectors(connectors_file)
+            summary.routes = load_routes(con, routes)
+        if ledger:
+            summary.ledger_rows = snapshot_ledger(con, ledger_path)
+        return summary
+    finally:
+        con.close()
+
+
 def _mapping(pairs: Iterable[str], option: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for item in pairs:
@@ -918,54 +987,29 @@ def cli(
     from rich.console import Console
 
     console = Console(stderr=True)
-    workspaces = _mapping(source_workspace, "--source-workspace")
     try:
-        if emulator_config:
-            workspaces = {**emulator_workspaces(emulator_config), **workspaces}
-        con = connect_warehouse(db_path)
-        summary = ReceiveSummary()
-        if not (store_dirs or export_dirs or warehouse_dbs or volume_api):
-            default_store = settings.emulator_dir()
-            if default_store.exists():
-                store_dirs = (default_store,)
-        for d in store_dirs:
-            summary.merge(receive_directory(con, d, workspaces, "emulator", workspace))
-        for d in export_dirs:
-            summary.merge(receive_directory(con, d, workspaces, "file", workspace))
-        for f in warehouse_dbs:
-            summary.merge(receive_duckdb(con, f, workspaces, workspace))
+        volume = None
         if volume_api:
             token = os.environ.get(TOKEN_ENV)
             if not token:
                 raise ReceiveError(f"--volume-api needs a Public API token in ${TOKEN_ENV}")
-            if not workspace:
-                raise ReceiveError("--volume-api needs --workspace (the token's workspace)")
             end_ = (end or datetime.now(UTC).replace(tzinfo=None)).replace(tzinfo=UTC)
             start_ = start.replace(tzinfo=UTC) if start else end_ - timedelta(days=7)
-            rows = fetch_volumes(
-                api_url, token, start_, end_, requests_per_minute=requests_per_minute
-            )
-            summary.merge(
-                receive_volumes(
-                    con, workspace, rows, start_, end_,
-                    source_names=_mapping(source_names, "--source-name"),
-                )
+            volume = VolumeRequest(api_url, token, start_, end_, requests_per_minute,
+                                   _mapping(source_names, "--source-name"))  # fmt: skip
+        with console.status("receiving..."):
+            summary = run_receive(
+                store_dirs=store_dirs, export_dirs=export_dirs, warehouse_dbs=warehouse_dbs,
+                workspace=workspace, workspaces=_mapping(source_workspace, "--source-workspace"),
+                emulator_config=emulator_config, volume=volume, routes_file=routes_file,
+                connectors_file=connectors_file, ledger=ledger, db_path=db_path,
             )  # fmt: skip
-        if routes_file or connectors_file:
-            routes = read_routes_file(routes_file) if routes_file else []
-            if connectors_file:
-                routes += routes_from_connectors(connectors_file)
-            n = load_routes(con, routes)
-            console.print(f"routes: {n}")
-        if ledger:
-            n = snapshot_ledger(con)
-            console.print(f"ledger snapshot: {n} rows")
-        con.close()
     except (ReceiveError, catalogue.CatalogueError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     console.print(
         f"received: {summary.rows_loaded} rows loaded, {summary.parts_loaded} parts loaded, "
-        f"{summary.parts_skipped} parts already loaded"
+        f"{summary.parts_skipped} parts already loaded; routes {summary.routes}; "
+        f"ledger snapshot {summary.ledger_rows} rows"
     )
     for key, n in sorted(summary.sources.items()):
         console.print(f"  {key}: {n}")
