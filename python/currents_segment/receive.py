@@ -354,15 +354,22 @@ def _receive_source_dir(
             summary.rows_loaded += rows
             summary.parts_loaded += len(group)
         loaded_at = datetime.now(UTC).replace(tzinfo=None)
-        for p in new:
-            n = con.execute(
-                f"select count(*) from {RECEIVED_SCHEMA}.tracks where part = ? "
-                "and segment_workspace = ? and segment_source = ? and origin = ?",
-                [p, workspace, source, origin],
-            ).fetchone()[0]
+        # One pass for every new part's row count (an empty part counts 0: still loaded).
+        counts = dict(
             con.execute(
+                f"select part, count(*) from {RECEIVED_SCHEMA}.tracks where "
+                "segment_workspace = ? and segment_source = ? and origin = ? and part in "
+                "(select unnest(?::varchar[])) group by part",
+                [workspace, source, origin, new],
+            ).fetchall()
+        )
+        if new:
+            con.executemany(
                 f"insert into {RECEIVED_SCHEMA}.loaded_parts values (?, ?, ?, ?, ?, ?, ?)",
-                [workspace, source, origin, p, parts[p], n, loaded_at],
+                [
+                    [workspace, source, origin, p, parts[p], counts.get(p, 0), loaded_at]
+                    for p in new
+                ],
             )
         con.execute("commit")
     except Exception:
