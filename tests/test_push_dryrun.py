@@ -126,3 +126,27 @@ def test_validate_frame_is_generic():
     assert [(f.expectation, f.column, f.unexpected_count) for f in result.failures] == [
         ("expect_column_values_to_be_unique", "id", 2)
     ]
+
+
+def test_time_range_filter_selects_by_event_time(cs_home):
+    recent = make_rows(12, seed=31, age_hours=2)
+    old = make_rows(8, seed=32, age_hours=60)
+    build_outbox(settings.warehouse_path(), recent + old)
+    path = write_connectors(cs_home / "c.yml", [connector("us")])
+    since = (datetime.now(UTC) - timedelta(hours=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def dry_run(out: str, *window: str) -> set[str]:
+        result = CliRunner().invoke(
+            push.cli, ["--connectors", str(path), "--dry-run", str(cs_home / out), *window]
+        )
+        assert result.exit_code == 0, result.output
+        return {
+            item["messageId"]
+            for f in (cs_home / out / "us").glob("batch-*.json")
+            for item in orjson.loads(f.read_bytes())["batch"]
+        }
+
+    assert dry_run("new", "--since", since) == {r[0] for r in recent}
+    assert dry_run("old", "--until", since) == {r[0] for r in old}
+    bad = CliRunner().invoke(push.cli, ["--connectors", str(path), "--since", "yesterday"])
+    assert bad.exit_code == 2 and "'yesterday' is not an ISO-8601 time" in bad.output
