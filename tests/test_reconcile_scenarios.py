@@ -104,11 +104,11 @@ def emulator_config(us_revoked_windows=None, two_us_sources=False) -> dict:
 
 
 def connector(name, workspace="acme-us", source="braze_us", region="us", key="RECONCILE_KEY_US",
-              message_id="braze_id") -> dict:  # fmt: skip
+              message_id="braze_id", event_types=("*",)) -> dict:  # fmt: skip
     return {
         "name": name,
         "braze_workspaces": ["*"],
-        "event_types": ["*"],
+        "event_types": list(event_types),
         "segment": {"workspace": workspace, "source": source, "region": region,
                     "write_key_env": key},
         "message_id": message_id,
@@ -259,24 +259,37 @@ def test_injected_loss_duplication_and_a_revoked_key_are_reported_exactly(built,
     assert doc["gate_passed"]
 
 
-def test_fan_out_with_scoped_ids_is_clean_and_reported_as_fan_out(built, home):
+def test_fan_out_with_scoped_ids_is_clean_and_unsent_types_are_skipped_not_lost(built, home):
+    # Both connectors send e-mail events only; nothing is meant to send the other types.
+    email = ("family:email",)
     items = [
-        connector("all-us"),
-        connector("all-eu", "acme-eu", "braze_eu", "eu", "RECONCILE_KEY_EU", "workspace_scoped"),
-    ]
+        connector("email-us", event_types=email),
+        connector("email-eu", "acme-eu", "braze_eu", "eu", "RECONCILE_KEY_EU", "workspace_scoped",
+                  event_types=email),
+    ]  # fmt: skip
     with running_emulator(emulator_config(), home / "store") as emu:
         assert push_all(home, items, emu).exit_code == 0
     receive_store(home, emulator_config())
     result = run_reconcile(home)
     doc = result.document
     assert result.exit_code == 0, doc["reasons"]
-    sendable = totals(built["manifest"])["sendable"]
+    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    try:
+        sendable_email, sendable_other = con.execute(
+            "select count(*) filter (where family = 'email'), count(*) filter (where family != "
+            "'email') from marts.fct_segment_outbox where is_sendable"
+        ).fetchone()
+    finally:
+        con.close()
+    assert sendable_email and sendable_other
     by_dest = {(d["segment_workspace"], d["segment_source"]): d for d in doc["by_destination"]}
     for dest in (("acme-us", "braze_us"), ("acme-eu", "braze_eu")):
-        assert by_dest[dest]["received_distinct"] == by_dest[dest]["sent"] == sendable
+        assert by_dest[dest]["received_distinct"] == by_dest[dest]["sent"] == sendable_email
         assert by_dest[dest]["missing"] == 0
+    assert doc["totals"]["skipped_not_routed"] == sendable_other
+    assert doc["totals"]["missing"] == 0
     fan_out = [f for f in doc["cross_workspace"] if f["finding"] == "same_id_in_many_workspaces"]
-    assert sum(f["events"] for f in fan_out) == sendable
+    assert sum(f["events"] for f in fan_out) == sendable_email
     assert not any(f["same_message_id"] for f in fan_out)
 
 

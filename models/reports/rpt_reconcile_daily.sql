@@ -13,6 +13,7 @@ select
     cast(sum(skipped_no_external_id) as bigint) as skipped_no_external_id,
     cast(sum(skipped_test_event) as bigint) as skipped_test_event,
     cast(sum(skipped_oversize) as bigint) as skipped_oversize,
+    cast(sum(skipped_not_routed) as bigint) as skipped_not_routed,
     cast(sum(skipped_unsupported) as bigint) as skipped_unsupported,
     cast(sum(sendable) as bigint) as sendable,
     cast(sum(sent) as bigint) as sent,

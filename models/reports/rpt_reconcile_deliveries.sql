@@ -72,10 +72,13 @@ sampled_outbox as (
     where outbox.currents_id in (select received_sample.message_id from received_sample)
 ),
 
+-- audit: per Braze workspace and connector kind; push: per Braze workspace and event type a
+-- connector has queued before (a type no connector ever queued is not routed: skipped).
 learnt_routes as (
     select distinct
         sampled_outbox.app_group_id,
         sampled_outbox.connector_kind,
+        cast(null as varchar) as currents_event_type,
         received_sample.segment_workspace,
         received_sample.segment_source,
         cast(null as varchar) as connector
@@ -86,7 +89,8 @@ learnt_routes as (
     union
     select distinct
         ledger.app_group_id,
-        {{ rpt_connector_kind(rpt_family_of('ledger.currents_event_type')) }} as connector_kind,
+        cast(null as varchar) as connector_kind,
+        ledger.currents_event_type,
         ledger.segment_workspace,
         ledger.segment_source,
         ledger.connector
@@ -109,7 +113,7 @@ routes as (
         learnt_routes.connector_kind,
         learnt_routes.app_group_id,
         cast(null as varchar) as family,
-        cast(null as varchar) as currents_event_type,
+        learnt_routes.currents_event_type,
         learnt_routes.segment_workspace,
         learnt_routes.segment_source
     from learnt_routes
@@ -171,23 +175,42 @@ routed as (
             and to_route.currents_event_type = route_keys.currents_event_type
 ),
 
+-- Unrouted events: where routes are configured (or in push mode, where connectors decide what
+-- is sent), nothing was meant to send them: skipped, "not_routed". In audit mode without
+-- configured routes nothing tells intent from loss (a Braze workspace none of whose events
+-- arrived anywhere): missing, "unrouted".
+routing_intent as (
+    select settings.mode = 'push' or exists (select 1 from configured_routes) as is_known
+    from settings
+),
+
 expected as (
     -- audit: received id = Currents id; push, never queued: no message id was ever made.
     select
-        segment_workspace,
-        segment_source,
-        connector,
-        case when (select settings.mode from settings) = 'audit' then currents_id end as message_id,
-        currents_id,
-        app_group_id,
-        currents_event_type,
-        event,
-        period_hour,
+        routed.segment_workspace,
+        routed.segment_source,
+        routed.connector,
+        case
+            when (select settings.mode from settings) = 'audit' then routed.currents_id
+        end as message_id,
+        routed.currents_id,
+        routed.app_group_id,
+        routed.currents_event_type,
+        routed.event,
+        routed.period_hour,
         true as is_exported,
-        is_sendable,
-        not_sendable_reason,
+        routed.is_sendable
+        and not (routed.segment_workspace is null and routing_intent.is_known) as is_sendable,
+        coalesce(
+            routed.not_sendable_reason,
+            case
+                when routed.segment_workspace is null and routing_intent.is_known
+                    then 'not_routed'
+            end
+        ) as not_sendable_reason,
         cast(null as varchar) as ledger_status
     from routed
+    cross join routing_intent
     union all
     select
         ledger.segment_workspace,

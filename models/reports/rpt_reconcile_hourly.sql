@@ -58,6 +58,7 @@ counted as (
             as skipped_no_external_id,
         sum(messages) filter (where not_sendable_reason = 'test_event') as skipped_test_event,
         sum(messages) filter (where not_sendable_reason = 'oversize') as skipped_oversize,
+        sum(messages) filter (where not_sendable_reason = 'not_routed') as skipped_not_routed,
         sum(messages) filter (where ledger_status = 'acknowledged') as sent,
         sum(received) as received,
         sum(messages) filter (where delivery_status in ('delivered', 'unexpected'))
@@ -86,6 +87,7 @@ combined as (
         coalesce(counted.skipped_no_external_id, 0) as skipped_no_external_id,
         coalesce(counted.skipped_test_event, 0) as skipped_test_event,
         coalesce(counted.skipped_oversize, 0) as skipped_oversize,
+        coalesce(counted.skipped_not_routed, 0) as skipped_not_routed,
         coalesce(unsupported_routed.skipped_unsupported, 0) as skipped_unsupported,
         coalesce(counted.sent, 0) as sent,
         coalesce(counted.received, 0) as received,
@@ -118,9 +120,12 @@ select
     cast(skipped_no_external_id as bigint) as skipped_no_external_id,
     cast(skipped_test_event as bigint) as skipped_test_event,
     cast(skipped_oversize as bigint) as skipped_oversize,
+    cast(skipped_not_routed as bigint) as skipped_not_routed,
     cast(skipped_unsupported as bigint) as skipped_unsupported,
-    cast(exported - skipped_no_external_id - skipped_test_event - skipped_oversize as bigint)
-        as sendable,
+    cast(
+        exported - skipped_no_external_id - skipped_test_event - skipped_oversize
+        - skipped_not_routed as bigint
+    ) as sendable,
     cast(sent as bigint) as sent,
     cast(received as bigint) as received,
     cast(received_distinct as bigint) as received_distinct,

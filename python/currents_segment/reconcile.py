@@ -40,6 +40,7 @@ COUNT_COLUMNS = (
     "skipped_no_external_id",
     "skipped_test_event",
     "skipped_oversize",
+    "skipped_not_routed",
     "skipped_unsupported",
     "sendable",
     "sent",

@@ -297,6 +297,7 @@ def render_html(
     skipped = (
         f"skipped: no external id {_num(t.get('skipped_no_external_id'))}, test events "
         f"{_num(t.get('skipped_test_event'))}, oversize {_num(t.get('skipped_oversize'))}, "
+        f"not routed to this destination {_num(t.get('skipped_not_routed'))}, "
         f"unsupported types {_num(t.get('skipped_unsupported'))} (skipped is not lost)"
     )
     count_cols = ["exported", "sendable", "sent", "received", "received_distinct", "missing",
