@@ -41,6 +41,10 @@ NODES = (
 )
 
 
+# Unit tests check the SQL, not the data: dbt advises running them in CI, not on each load.
+EXCLUDE = "test_type:unit"
+
+
 def machine() -> dict[str, object]:
     cpu = "unknown"
     try:
@@ -75,12 +79,20 @@ def options(events: int, seed: int, start: str) -> GenerateOptions:
 
 def timed_build(db: Path, full_refresh: bool) -> tuple[float, transform.BuildResult]:
     started = time.perf_counter()
-    result = transform.build(select=NODES, full_refresh=full_refresh, db_path=db)
+    result = transform.build(select=NODES, full_refresh=full_refresh, db_path=db, exclude=EXCLUDE)
     elapsed = time.perf_counter() - started
     if result.exit_code != transform.EXIT_OK:
         failing = [(n.unique_id, n.message[:300]) for n in result.failing_nodes]
         raise SystemExit(f"dbt build failed: {result.exception or failing}")
     return elapsed, result
+
+
+def slowest_nodes(db: Path, top: int = 12) -> list[list[object]]:
+    """The nodes that took longest in the last build, from dbt's run_results.json."""
+    path = transform.dbt_artifacts_dir(db) / "target" / "run_results.json"
+    results = json.loads(path.read_text())["results"]
+    ranked = sorted(results, key=lambda r: -r["execution_time"])[:top]
+    return [[r["unique_id"].split(".", 2)[-1], round(r["execution_time"], 2)] for r in ranked]
 
 
 def counts(db: Path) -> dict[str, int]:
@@ -122,6 +134,7 @@ def main() -> int:
         "machine": machine(),
         "events": args.events,
         "selection": NODES,
+        "exclusion": EXCLUDE,
     }
     try:
         t = time.perf_counter()
@@ -148,6 +161,7 @@ def main() -> int:
             "median_s": round(statistics.median(full_runs), 2),
             "events_per_s": round(args.events / statistics.median(full_runs)),
             "nodes_passed": built.passed,
+            "slowest_nodes_s": slowest_nodes(db),
             "counts": counts(db),
         }
 
@@ -172,6 +186,7 @@ def main() -> int:
             "new_events": new_events,
             "runs_s": inc_runs,
             "median_s": round(statistics.median(inc_runs), 2),
+            "slowest_nodes_s": slowest_nodes(db),
             "counts": counts(db),
         }
         result["ratio_incremental_vs_full"] = round(

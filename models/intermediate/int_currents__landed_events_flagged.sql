@@ -6,7 +6,9 @@
     )
 }}
 
-{#- Every landed row once, flagged first copy or at-least-once re-delivery. Incremental: a run
+{#- Every landed row once, flagged first copy or at-least-once re-delivery. Narrow on purpose:
+    the Segment JSON stays in the staging views and is joined back where needed, so the large
+    strings are written once (in the outbox), not twice. Incremental: a run
     reads only rows landed after the newest row already here (every landed row is kept, so that
     is exactly what was processed); a row whose id an earlier run kept is a re-delivery. -#}
 
@@ -36,8 +38,6 @@ select
     external_user_id,
     event_timestamp,
     {{ currents_shared_fields() | join(',\n    ') }},
-    segment_context_json,
-    segment_properties_json,
     file_id,
     row_in_file,
     source_file,

@@ -1,5 +1,6 @@
 {#- Message engagement per workspace, channel, campaign or Canvas (and step) and day of the event
-    (UTC), from the de-duplicated events; Braze test events are left out. Which count an event
+    (UTC), from the de-duplicated events (first copies of the flagged landed rows, which carry
+    everything counted here); Braze test events are left out. Which count an event
     type adds to is the catalogue's `engagement_metric`. -#}
 {%- set metrics = ['send', 'delivery', 'open', 'click', 'bounce', 'unsubscribe', 'conversion'] -%}
 {%- set metric_columns = {
@@ -18,8 +19,8 @@ with events as (
         canvas_step_id,
         canvas_step_name,
         cast(event_timestamp as date) as event_date
-    from {{ ref('int_currents__deduplicated_events') }}
-    where not is_test_event
+    from {{ ref('int_currents__landed_events_flagged') }}
+    where is_first_copy and not is_test_event
 ),
 
 catalogue as (

@@ -80,6 +80,7 @@ def dbt_args(
     vars: dict[str, object] | None = None,
     full_refresh: bool = False,
     quiet: bool = False,
+    exclude: str | None = None,
 ) -> list[str]:
     project = str(catalogue.project_dir())
     artifacts = dbt_artifacts_dir(db_path)
@@ -96,6 +97,8 @@ def dbt_args(
     ]
     if select:
         args += ["--select", select]
+    if exclude:
+        args += ["--exclude", exclude]
     if vars:
         args += ["--vars", json.dumps(vars)]
     if full_refresh:
@@ -176,8 +179,13 @@ def build(
     full_refresh: bool = False,
     db_path: Path | str | None = None,
     quiet: bool = True,
+    exclude: str | None = None,
 ) -> BuildResult:
-    """Run ``dbt build`` in-process on the warehouse (``db_path`` or ``settings``)."""
+    """Run ``dbt build`` in-process on the warehouse (``db_path`` or ``settings``).
+
+    ``exclude`` is a dbt exclusion, e.g. ``test_type:unit`` for scheduled runs (dbt advises
+    running unit tests in development and CI, where the SQL changes, not on every load).
+    """
     from dbt.cli.main import dbtRunner
 
     db = Path(db_path) if db_path else settings.warehouse_path()
@@ -185,7 +193,9 @@ def build(
     started = time.monotonic()
     with _warehouse_env(db):
         try:
-            res = dbtRunner().invoke(dbt_args("build", db, select, vars, full_refresh, quiet))
+            res = dbtRunner().invoke(
+                dbt_args("build", db, select, vars, full_refresh, quiet, exclude)
+            )
         finally:
             _release_warehouse()
     return summarise(res, started)
@@ -224,6 +234,7 @@ def parse_var(text: str) -> tuple[str, object]:
 
 @click.command(name="build")
 @click.option("--select", "-s", default=None, help="dbt node selection (default: everything).")
+@click.option("--exclude", default=None, help="dbt exclusion, e.g. test_type:unit.")
 @click.option("--full-refresh", is_flag=True, help="Rebuild incremental models from scratch.")
 @click.option(
     "--var",
@@ -239,14 +250,20 @@ def parse_var(text: str) -> tuple[str, object]:
     default=None,
     help="Warehouse DuckDB file (default: $CURRENTS_SEGMENT_DB or the home's warehouse).",
 )
-def cli(select: str | None, full_refresh: bool, var_items: tuple[str, ...], db_path: Path | None):
+def cli(
+    select: str | None,
+    exclude: str | None,
+    full_refresh: bool,
+    var_items: tuple[str, ...],
+    db_path: Path | None,
+):
     """Run dbt build (seeds, models, data and unit tests) on the landed data."""
     from rich.console import Console
 
     console = Console(stderr=True, soft_wrap=True)
     variables = dict(parse_var(item) for item in var_items)
     try:
-        result = build(select, variables or None, full_refresh, db_path, quiet=False)
+        result = build(select, variables or None, full_refresh, db_path, False, exclude)
     except BuildError as exc:
         console.print(f"[red]build failed:[/red] {exc}")
         sys.exit(EXIT_DBT_ERROR)
