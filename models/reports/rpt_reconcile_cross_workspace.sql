@@ -41,15 +41,32 @@ ledger_ids as (
 ),
 
 -- Only looked for when there are several workspaces (or several sources in one workspace).
+destinations as (
+    select distinct
+        segment_workspace,
+        segment_source
+    from received
+),
+
 shape as (
     select
         count(distinct segment_workspace) as workspaces,
-        count(distinct segment_workspace || '/' || segment_source) as destinations
-    from received
+        count(*) as destinations
+    from destinations
 ),
 
 ledger_shape as (
     select count(distinct segment_workspace) as workspaces from ledger
+),
+
+-- min <> max finds the ids held in two places in one cheap pass; lists only for those.
+multi_workspace_keys as (
+    select received.message_id
+    from received
+    cross join shape
+    where shape.workspaces > 1
+    group by received.message_id
+    having min(received.segment_workspace) != max(received.segment_workspace)
 ),
 
 multi_workspace_ids as (
@@ -60,10 +77,19 @@ multi_workspace_ids as (
             as workspaces,
         list(distinct received.segment_source order by received.segment_source) as sources
     from received
-    cross join shape
-    where shape.workspaces > 1
+    inner join multi_workspace_keys on received.message_id = multi_workspace_keys.message_id
     group by received.message_id
-    having count(distinct received.segment_workspace) > 1
+),
+
+multi_workspace_sent_keys as (
+    select ledger.currents_id
+    from ledger
+    cross join ledger_shape
+    where ledger.status = 'acknowledged' and ledger_shape.workspaces > 1
+    group by ledger.currents_id
+    having
+        min(ledger.segment_workspace) != max(ledger.segment_workspace)
+        and min(ledger.message_id) != max(ledger.message_id)
 ),
 
 multi_workspace_sent as (
@@ -73,12 +99,10 @@ multi_workspace_sent as (
         list(distinct ledger.segment_workspace order by ledger.segment_workspace) as workspaces,
         list(distinct ledger.segment_source order by ledger.segment_source) as sources
     from ledger
-    cross join ledger_shape
-    where ledger.status = 'acknowledged' and ledger_shape.workspaces > 1
+    inner join multi_workspace_sent_keys
+        on ledger.currents_id = multi_workspace_sent_keys.currents_id
+    where ledger.status = 'acknowledged'
     group by ledger.currents_id
-    having
-        count(distinct ledger.segment_workspace) > 1
-        and count(distinct ledger.message_id) > 1
 ),
 
 multi_workspace as (
@@ -104,6 +128,17 @@ multi_workspace as (
     left join outbox on sent.currents_id = outbox.currents_id
 ),
 
+multi_source_keys as (
+    select
+        received.segment_workspace,
+        received.message_id
+    from received
+    cross join shape
+    where shape.destinations > shape.workspaces
+    group by received.segment_workspace, received.message_id
+    having min(received.segment_source) != max(received.segment_source)
+),
+
 multi_source_ids as (
     select
         received.segment_workspace,
@@ -111,10 +146,11 @@ multi_source_ids as (
         any_value(received.event) as event,
         list(distinct received.segment_source order by received.segment_source) as sources
     from received
-    cross join shape
-    where shape.destinations > shape.workspaces
+    inner join multi_source_keys
+        on
+            received.segment_workspace = multi_source_keys.segment_workspace
+            and received.message_id = multi_source_keys.message_id
     group by received.segment_workspace, received.message_id
-    having count(distinct received.segment_source) > 1
 ),
 
 multi_source as (
