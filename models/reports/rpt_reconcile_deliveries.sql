@@ -111,7 +111,9 @@ routes as (
     select
         learnt_routes.connector,
         learnt_routes.connector_kind,
-        learnt_routes.app_group_id,
+        -- A learnt route of events without a Braze workspace (canvas.experimentstep.*) is for
+        -- those events only, not a wildcard like a configured route's null.
+        coalesce(learnt_routes.app_group_id, '(none)') as app_group_id,
         cast(null as varchar) as family,
         learnt_routes.currents_event_type,
         learnt_routes.segment_workspace,
@@ -153,7 +155,10 @@ route_keys as (
     ) as keys
     inner join routes
         on
-            (routes.app_group_id is null or keys.app_group_id = routes.app_group_id)
+            (
+                routes.app_group_id is null
+                or coalesce(keys.app_group_id, '(none)') = routes.app_group_id
+            )
             and (routes.connector_kind is null or keys.connector_kind = routes.connector_kind)
             and (routes.family is null or keys.family = routes.family)
             and (
