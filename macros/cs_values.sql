@@ -59,3 +59,16 @@
     {%- endfor -%}
     {{ return(out) }}
 {%- endmacro %}
+
+{#- Fail with a clear message when a setting names a type the catalogue does not know. -#}
+{% macro currents_check_event_types(event_types, setting) -%}
+    {#- Only when dbt executes: sqlfluff's stand-in variables are not event types. -#}
+    {%- if execute is defined and execute -%}
+        {%- set known = currents_catalogue() | map(attribute='event_type') | list -%}
+        {%- for event_type in event_types if event_type not in known -%}
+            {{ exceptions.raise_compiler_error(
+                "variable " ~ setting ~ ": '" ~ event_type
+                ~ "' is not a Currents event type of the catalogue (use the dotted name)") }}
+        {%- endfor -%}
+    {%- endif -%}
+{%- endmacro %}

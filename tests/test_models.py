@@ -341,3 +341,14 @@ def test_generated_export_builds_incrementally_and_matches_ground_truth(warehous
         [SEGMENT_LIMIT_BYTES],
     )
     assert oversize == 0
+
+
+def test_unknown_excluded_event_type_is_a_clear_dbt_error(warehouse):
+    result = transform.build(
+        db_path=warehouse,
+        select="fct_segment_outbox",
+        vars={"outbox_excluded_event_types": ["users.messages.email.Sent"]},
+    )
+    assert result.exit_code == transform.EXIT_DBT_ERROR
+    messages = " ".join(n.message for n in result.failing_nodes) + (result.exception or "")
+    assert "outbox_excluded_event_types" in messages and "users.messages.email.Sent" in messages

@@ -11,6 +11,10 @@
     de-duplicated event lands here, so the newest `loaded_at` here is what was processed.
     Changing a variable that decides `is_sendable` needs `--full-refresh` to apply to old rows. -#}
 {%- set excluded_types = var('outbox_excluded_event_types', []) -%}
+{%- if excluded_types is string -%}
+    {%- set excluded_types = [excluded_types] -%}
+{%- endif -%}
+{%- do currents_check_event_types(excluded_types, 'outbox_excluded_event_types') -%}
 {%- set include_anonymous = var('include_anonymous_users', false) | string | lower in ['true', '1', 'yes'] -%}
 
 with track_calls as (
