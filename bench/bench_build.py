@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -29,6 +28,7 @@ from pathlib import Path
 
 import duckdb
 
+from benchlib import machine
 from currents_segment import landing, transform
 from currents_segment.generate import GenerateOptions, generate_export
 
@@ -43,23 +43,6 @@ NODES = (
 
 # Unit tests check the SQL, not the data: dbt advises running them in CI, not on each load.
 EXCLUDE = "test_type:unit"
-
-
-def machine() -> dict[str, object]:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "nproc": os.cpu_count(),
-        "cpu": cpu,
-        "python": platform.python_version(),
-        "loadavg_at_start": os.getloadavg()[0],
-    }
 
 
 def options(events: int, seed: int, start: str) -> GenerateOptions:

@@ -19,7 +19,6 @@ import gzip
 import http.client
 import multiprocessing as mp
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from benchlib import machine
 from currents_segment.emulator import running_emulator
 
 WRITE_KEY = "bench-write-key-000"
@@ -154,18 +154,6 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used (Linux /proc), contention-independent."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def machine() -> dict[str, object]:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"nproc": os.cpu_count(), "cpu": model, "python": platform.python_version()}
 
 
 def main() -> None:

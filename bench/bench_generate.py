@@ -12,12 +12,9 @@ with ``fastavro.writer`` and the same codec. Results go to ``bench/results/<name
 from __future__ import annotations
 
 import json
-import os
-import platform
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from datetime import UTC, datetime
@@ -25,28 +22,11 @@ from pathlib import Path
 
 import click
 
+from benchlib import machine
 from currents_segment import catalogue
 from currents_segment.generate import GenerateOptions, avro_schema, generate_export
 
 HERE = Path(__file__).resolve().parent
-
-
-def machine() -> dict:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
-    return {
-        "nproc": int(nproc or os.cpu_count() or 0),
-        "cpu": model,
-        "python": platform.python_version(),
-        "loadavg_at_start": os.getloadavg()[0],
-    }
 
 
 def baseline_events_per_s(events: int, codec: str, work: Path) -> float:

@@ -13,12 +13,9 @@ Results go to ``bench/results/<name>.json``.
 from __future__ import annotations
 
 import json
-import os
-import platform
 import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from datetime import UTC, datetime
@@ -26,28 +23,11 @@ from pathlib import Path
 
 import click
 
+from benchlib import machine
 from currents_segment import landing
 from currents_segment.generate import GenerateOptions, generate_export
 
 HERE = Path(__file__).resolve().parent
-
-
-def machine() -> dict:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
-    return {
-        "nproc": int(nproc or os.cpu_count() or 0),
-        "cpu": model,
-        "python": platform.python_version(),
-        "loadavg_at_start": os.getloadavg()[0],
-    }
 
 
 def cpu_seconds() -> float:

@@ -26,7 +26,6 @@ import argparse
 import gc
 import json
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -38,6 +37,8 @@ from typing import Any
 import duckdb
 import orjson
 import yaml
+
+from benchlib import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "push.json"
@@ -82,18 +83,6 @@ def cpu_fields(offered: int, client_cpu: float, server_cpu: float) -> dict[str, 
         "client_events_per_cpu_s": round(offered / client_cpu) if client_cpu else None,
         "emulator_events_per_cpu_s": round(offered / server_cpu) if server_cpu else None,
     }
-
-
-def machine() -> dict[str, Any]:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version()}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,22 +25,10 @@ from pathlib import Path
 
 import duckdb
 
+from benchlib import machine
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "reconcile.json"
-
-
-def machine() -> dict[str, object]:
-    model = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
-    return {"nproc": int(nproc or 0), "cpu": model, "python": platform.python_version(),
-            "duckdb": duckdb.__version__}  # fmt: skip
 
 
 def build_data(db: Path, rows: int) -> dict[str, int]:
