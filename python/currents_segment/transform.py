@@ -132,6 +132,11 @@ def ensure_raw_tables(db_path: Path) -> None:
         raise BuildError(f"cannot open the warehouse {db_path}: {exc}") from exc
     try:
         raw_tables.ensure_supported_tables(con)
+        # The received/ledger tables the reconcile sources read: created here, before dbt's
+        # threads start, so two of them never race to create one schema.
+        from currents_segment import receive
+
+        receive.ensure_tables(con)
     finally:
         con.close()
 
