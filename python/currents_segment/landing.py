@@ -364,7 +364,8 @@ def _discover_local(source: str, result: IngestResult) -> list[SourceFile]:
     if not root.exists():
         result.problems.append(Problem(source, "source", "source path does not exist"))
         return []
-    root = root.resolve()
+    # Absolute, but symlinks kept: the manifest records the path the way the user names it.
+    root = Path(os.path.abspath(root))
     found: list[SourceFile] = []
 
     def add(path: Path) -> None:
