@@ -159,11 +159,21 @@ def line_chart(
             f'<polyline class="line" fill="none" stroke="{colour}" stroke-width="2" points="{points}">'
             f"<title>{esc(name)}</title></polyline>"
         )
+        if n <= 48:  # markers: a window of one hour has no line to draw, only points
+            parts.extend(
+                f'<circle class="point" cx="{left + i * step:.1f}" '
+                f'cy="{top + plot_h - plot_h * (v / peak):.1f}" r="3" fill="{colour}">'
+                f"<title>{esc(name)} {esc(labels[i]) if i < len(labels) else ''}: {_num(v)}</title>"
+                "</circle>"
+                for i, v in enumerate(values)
+            )
     for i, label in enumerate(labels):
         if n <= 12 or i % math.ceil(n / 12) == 0:
             x = left + i * step
+            # The last label ends at the plot's edge instead of running past it.
+            anchor = "end" if n > 1 and i == n - 1 else "middle"
             parts.append(
-                f'<text x="{x:.1f}" y="{top + plot_h + 16}" font-size="11" text-anchor="middle">{esc(label)}</text>'
+                f'<text x="{x:.1f}" y="{top + plot_h + 16}" font-size="11" text-anchor="{anchor}">{esc(label)}</text>'
             )
     for si, (name, colour, _) in enumerate(series):
         lx = width - right - 130 * (len(series) - si)
