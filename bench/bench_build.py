@@ -94,6 +94,27 @@ def counts(db: Path) -> dict[str, int]:
         con.close()
 
 
+def repeated_builds(
+    db: Path, copy_dir: Path, runs: int, full_refresh: bool
+) -> tuple[list[float], transform.BuildResult]:
+    """Time ``runs`` builds, each starting from the warehouse as it is now (kept in copy_dir)."""
+    kind = "full" if full_refresh else "incremental"
+    copy = copy_dir / db.name
+    if runs > 1:
+        copy_dir.mkdir()
+        shutil.copy(db, copy)
+    times: list[float] = []
+    built: transform.BuildResult | None = None
+    for i in range(runs):
+        if i:
+            shutil.copy(copy, db)
+        elapsed, built = timed_build(db, full_refresh=full_refresh)
+        times.append(round(elapsed, 2))
+        print(f"{kind} build {i + 1}: {elapsed:.1f} s ({built.passed} nodes passed)")
+    assert built is not None, "runs must be at least 1"
+    return times, built
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
@@ -128,17 +149,7 @@ def main() -> int:
         result["ingest_s"] = round(time.perf_counter() - t, 1)
 
         # Full builds (the baseline). Runs after the first start again from the landed copy.
-        landed_copy = work / "landed" / db.name
-        if args.runs > 1:
-            landed_copy.parent.mkdir()
-            shutil.copy(db, landed_copy)
-        full_runs: list[float] = []
-        for i in range(args.runs):
-            if i:
-                shutil.copy(landed_copy, db)
-            elapsed, built = timed_build(db, full_refresh=True)
-            full_runs.append(round(elapsed, 2))
-            print(f"full build {i + 1}: {elapsed:.1f} s ({built.passed} nodes passed)")
+        full_runs, built = repeated_builds(db, work / "landed", args.runs, full_refresh=True)
         result["full_build"] = {
             "runs_s": full_runs,
             "median_s": round(statistics.median(full_runs), 2),
@@ -154,17 +165,7 @@ def main() -> int:
         t = time.perf_counter()
         landing.ingest([str(work / "export-new")], db_path=db)
         result["ingest_new_s"] = round(time.perf_counter() - t, 1)
-        built_copy = work / "built" / db.name
-        if args.runs > 1:
-            built_copy.parent.mkdir()
-            shutil.copy(db, built_copy)
-        inc_runs: list[float] = []
-        for i in range(args.runs):
-            if i:
-                shutil.copy(built_copy, db)
-            elapsed, built = timed_build(db, full_refresh=False)
-            inc_runs.append(round(elapsed, 2))
-            print(f"incremental build {i + 1}: {elapsed:.1f} s")
+        inc_runs, _ = repeated_builds(db, work / "built", args.runs, full_refresh=False)
         result["incremental_build"] = {
             "new_events": new_events,
             "runs_s": inc_runs,

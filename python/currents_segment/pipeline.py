@@ -154,24 +154,29 @@ def _push(connectors_file: Path | None, api_base: str | None) -> tuple[int, dict
 
 
 def _receive(
-    store_dir: Path | None, emulator_config: Path | None, connectors_file: Path | None
+    store_dir: Path | None,
+    emulator_config: Path | None,
+    connectors_file: Path | None,
+    push_enabled: bool,
 ) -> tuple[int, dict, Any]:
-    from currents_segment import receive
+    from currents_segment import connectors, receive
 
-    con = receive.connect_warehouse()
-    try:
-        summary: dict[str, Any] = {}
-        if store_dir is not None and store_dir.exists():
-            workspaces = receive.emulator_workspaces(emulator_config) if emulator_config else {}
-            got = receive.receive_directory(con, store_dir, workspaces, "emulator")
-            summary = {"rows_loaded": got.rows_loaded, "parts_loaded": got.parts_loaded}
-        summary["routes"] = receive.load_routes(
-            con, receive.routes_from_connectors(connectors_file)
-        )
-        summary["ledger_rows"] = receive.snapshot_ledger(con)
-    finally:
-        con.close()
-    return EXIT_CLEAN, summary, None
+    # Routes (where each Braze workspace's events are expected) come from the connectors the
+    # pusher used; an audit run (no push) keeps the routes already configured.
+    routes_from = (connectors_file or connectors.default_path()) if push_enabled else None
+    got = receive.run_receive(
+        store_dirs=[store_dir] if store_dir is not None and store_dir.exists() else [],
+        emulator_config=emulator_config,
+        connectors_file=routes_from,
+        ledger=push_enabled,
+    )
+    summary = {
+        "rows_loaded": got.rows_loaded,
+        "parts_loaded": got.parts_loaded,
+        "routes": got.routes,
+        "ledger_rows": got.ledger_rows,
+    }
+    return EXIT_CLEAN, summary, got
 
 
 def _reconcile(mode: str, time_basis: str, thresholds: Path | None) -> tuple[int, dict, Any]:
@@ -206,7 +211,9 @@ def run_chain(
     stages.append(("build", _build, ()))
     if push_enabled:
         stages.append(("push", _push, (connectors_file, api_base)))
-    stages.append(("receive", _receive, (store_dir, emulator_config, connectors_file)))
+    stages.append(
+        ("receive", _receive, (store_dir, emulator_config, connectors_file, push_enabled))
+    )
     stages.append(("reconcile", _reconcile, (mode, time_basis, thresholds)))
     for name, fn, args in stages:
         if name == "receive" and flush is not None:
