@@ -506,3 +506,49 @@ def test_without_the_extension_auto_reads_with_fastavro(export, tmp_path, monkey
     assert sum(result.rows_per_type.values()) == 2103 + 70 + 25
     with pytest.raises(landing.IngestError, match="avro extension cannot load"):
         landing.ingest([str(export)], db_path=tmp_path / "x.duckdb", reader="duckdb")
+
+
+def test_paths_with_quotes_and_spaces_land_natively(tmp_path):
+    # read_avro takes each path as an SQL literal: a quote in a folder name must not break it.
+    root = tmp_path / "o'brien's exports" / "braze 2026"
+    path = write_avro(braze_path(root, EMAIL_SEND), schema_of(EMAIL_SEND), records(EMAIL_SEND, 7))
+    db = tmp_path / "w.duckdb"
+    result = landing.ingest([str(root)], db_path=db, reader="duckdb")
+    assert result.clean and result.rows_per_type == {EMAIL_SEND: 7}
+    rows = landed(db, "users_messages_email_send")
+    assert {r["_source_file"] for r in rows} == {str(path)}
+    assert [r["_row_in_file"] for r in sorted(rows, key=lambda r: r["_row_in_file"])] == list(
+        range(7)
+    )
+
+
+def _string_compressions(db: Path) -> set[str]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return {
+            r[0]
+            for r in con.execute(
+                "select distinct compression from pragma_storage_info("
+                "'raw_currents.users_messages_email_send') where segment_type = 'VARCHAR'"
+            ).fetchall()
+        }
+    finally:
+        con.close()
+
+
+def test_fsst_is_off_while_landing_unless_configured(tmp_path, monkeypatch):
+    root = tmp_path / "export"
+    # Long, varied strings: the kind FSST is chosen for when it is allowed.
+    rows = records(EMAIL_SEND, 3000)
+    for i, r in enumerate(rows):
+        r["email_address"] = f"someone.with.a.rather.long.name.{i * 7919}@example-{i % 97}.com"
+    write_avro(braze_path(root, EMAIL_SEND), schema_of(EMAIL_SEND), rows)
+    landing.ingest([str(root)], db_path=tmp_path / "default.duckdb")
+    assert "FSST" not in _string_compressions(tmp_path / "default.duckdb")
+    monkeypatch.setenv(landing.COMPRESSION_ENV, "")
+    landing.ingest([str(root)], db_path=tmp_path / "all.duckdb")
+    assert "FSST" in _string_compressions(tmp_path / "all.duckdb")
+    assert _dump(tmp_path / "default.duckdb") == _dump(tmp_path / "all.duckdb")
+    monkeypatch.setenv(landing.COMPRESSION_ENV, "fsst; drop table x")
+    with pytest.raises(landing.IngestError, match=landing.COMPRESSION_ENV):
+        landing.ingest([str(root)], db_path=tmp_path / "bad.duckdb")
