@@ -7,8 +7,8 @@ Layout (see docs/architecture.md, "Emulator store")::
     <store>/_emulator/dropped/part-*.parquet           accepted with 200 but not kept, and why
     <store>/_emulator/duplicated/part-*.parquet        injected duplicate deliveries
 
-Rows are buffered in memory and written in bulk by DuckDB (JSON -> Parquet), each part under
-a temporary name first and renamed, so a reader never sees a half-written file.
+Rows are buffered in memory and written in bulk as Arrow columns (pyarrow -> Parquet), each part
+under a temporary name first and renamed, so a reader never sees a half-written file.
 """
 
 from __future__ import annotations
@@ -18,11 +18,14 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from .emulator_config import EMULATOR_SCHEMA
 
@@ -166,8 +169,6 @@ class StoreWriter:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        self._tmp = self.root / EMULATOR_SCHEMA / "tmp"
-        self._tmp.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._run = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.getpid()}"
         self._seq = 0
@@ -177,50 +178,33 @@ class StoreWriter:
     def write(self, pending: PendingWrites) -> dict[str, int]:
         """Write every buffered row; returns rows written per table (``schema.table``)."""
         with self._lock:
-            by_source: dict[str, dict[str, list[dict[str, Any]]]] = {}
+            by_source: dict[str, dict[str, list[tuple[dict[str, Any], dict[str, Any]]]]] = {}
             for slug, row, props in pending.kept:
-                event_row = dict(row)
-                for key, value in props.items():
-                    if key in row or key == "uuid_ts" or key.startswith("context_"):
-                        key = PROPERTY_COLLISION_PREFIX + key
-                    event_row[key] = value
-                by_source.setdefault(slug, {}).setdefault(row["event"], []).append(event_row)
+                by_source.setdefault(slug, {}).setdefault(row["event"], []).append((row, props))
             written: dict[str, int] = {}
-            if not (by_source or pending.dropped or pending.duplicated):
-                return written
-            con = duckdb.connect()
-            try:
-                con.execute("SET threads TO 1")  # the event loop needs the other core
-                for slug, tables in by_source.items():
-                    loaded = []
-                    for table, rows in tables.items():
-                        columns = self._load(con, "_rows_" + str(len(loaded)), rows)
-                        self._copy(con, slug, table, "_rows_" + str(len(loaded)), columns)
-                        loaded.append(columns)
-                        written[f"{slug}.{table}"] = len(rows)
-                    # tracks = the common and context columns of every per-event table
-                    union = " UNION ALL BY NAME ".join(
-                        "SELECT "
-                        + ", ".join(_ident(c) for c in cols if _is_track_column(c))
-                        + f" FROM _rows_{i}"
-                        for i, cols in enumerate(loaded)
+            uuid_ts = datetime.now(UTC).replace(tzinfo=None)
+            for slug, tables in by_source.items():
+                track_parts: list[dict[str, pa.Array]] = []
+                for table, pairs in tables.items():
+                    columns = _event_columns(pairs)
+                    self._write_part(slug, table, _with_uuid_ts(columns, len(pairs), uuid_ts))
+                    track_parts.append(
+                        {name: array for name, array in columns.items() if _is_track_column(name)}
                     )
-                    columns = sorted({c for cols in loaded for c in cols if _is_track_column(c)})
-                    self._copy(con, slug, "tracks", f"({union})", columns)
-                    written[f"{slug}.tracks"] = sum(len(r) for r in tables.values())
-                    for i in range(len(loaded)):
-                        con.execute(f"DROP TABLE _rows_{i}")
-                for table, rows in (
-                    ("dropped", pending.dropped),
-                    ("duplicated", pending.duplicated),
-                ):
-                    if rows:
-                        columns = self._load(con, "_rows_emu", rows)
-                        self._copy(con, EMULATOR_SCHEMA, table, "_rows_emu", columns)
-                        con.execute("DROP TABLE _rows_emu")
-                        written[f"{EMULATOR_SCHEMA}.{table}"] = len(rows)
-            finally:
-                con.close()
+                    written[f"{slug}.{table}"] = len(pairs)
+                # tracks = the common and context columns of every per-event table
+                n = sum(len(pairs) for pairs in tables.values())
+                self._write_part(
+                    slug, "tracks", _with_uuid_ts(_concat_columns(track_parts), n, uuid_ts)
+                )
+                written[f"{slug}.tracks"] = n
+            for table, rows in (("dropped", pending.dropped), ("duplicated", pending.duplicated)):
+                if rows:
+                    names = list(dict.fromkeys(k for r in rows[:1] for k in r))
+                    names += sorted({k for r in rows for k in r} - set(names))
+                    columns = {name: _to_arrow(name, [r.get(name) for r in rows]) for name in names}
+                    self._write_part(EMULATOR_SCHEMA, table, columns)
+                    written[f"{EMULATOR_SCHEMA}.{table}"] = len(rows)
             return written
 
     def rescue(self, pending: PendingWrites) -> Path:
@@ -238,51 +222,124 @@ class StoreWriter:
                     fh.write(orjson.dumps({"table": table, "row": row}) + b"\n")
         return path
 
-    def _load(
-        self, con: duckdb.DuckDBPyConnection, name: str, rows: list[dict[str, Any]]
-    ) -> list[str]:
-        """Rows -> a temporary DuckDB table (through JSON, parsed once); its columns."""
-        self._seq += 1
-        # One JSON array: a single orjson call costs a fraction of one call per row.
-        array = self._tmp / f"rows-{self._run}-{self._seq:06d}.json"
-        array.write_bytes(orjson.dumps(rows))
-        try:
-            con.execute(
-                f"CREATE TEMP TABLE {name}_raw AS SELECT * FROM read_json('{_sql_str(array)}', "
-                "format='array', sample_size=-1, maximum_object_size=67108864)"
-            )
-        finally:
-            array.unlink(missing_ok=True)
-        described = con.execute(f"DESCRIBE {name}_raw").fetchall()
-        typed = ", ".join(_typed_sql(column, str(kind)) for column, kind, *_ in described)
-        con.execute(f"CREATE TEMP TABLE {name} AS SELECT {typed} FROM {name}_raw")
-        con.execute(f"DROP TABLE {name}_raw")
-        return [d[0] for d in described]
-
-    def _copy(
-        self,
-        con: duckdb.DuckDBPyConnection,
-        schema: str,
-        table: str,
-        relation: str,
-        columns: list[str],
-    ) -> None:
+    def _write_part(self, schema: str, table: str, columns: dict[str, pa.Array]) -> None:
         """One Parquet part, written under a temporary name and renamed when complete."""
         self._seq += 1
         stem = f"part-{self._run}-{self._seq:06d}"
-        select = ", ".join(_column_sql(schema, c) for c in _ordered(schema, columns))
+        names = _ordered(schema, list(columns))
+        arrow = pa.table({name: columns[name] for name in names})
         out_dir = self.root / schema / table
         out_dir.mkdir(parents=True, exist_ok=True)
         partial = out_dir / f".{stem}.parquet.tmp"
-        con.execute(
-            f"COPY (SELECT {select} FROM {relation}) "
-            f"TO '{_sql_str(partial)}' (FORMAT parquet, COMPRESSION zstd)"
-        )
+        pq.write_table(arrow, partial, compression="zstd")
         os.replace(partial, out_dir / f"{stem}.parquet")
         self.parts_written += 1
-        self.rows_written += con.execute(
-            f"SELECT count(*) FROM read_parquet('{_sql_str(out_dir / f'{stem}.parquet')}')"
-        ).fetchone()[0]
+        self.rows_written += arrow.num_rows
+
+
+def _event_columns(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> dict[str, pa.Array]:
+    """Columns of one per-event table: the row's columns, then the properties (a property whose
+    name collides with a common or context column gets ``property_``)."""
+    # Rows of one event nearly always share their keys: transpose each shape in C (zip), then
+    # pad the columns a shape lacks with nulls.
+    shapes: dict[tuple[tuple[str, ...], tuple[str, ...]], list[tuple[Any, ...]]] = {}
+    for row, props in pairs:
+        shapes.setdefault((tuple(row), tuple(props)), []).append((*row.values(), *props.values()))
+    row_names: dict[str, None] = {}
+    prop_names: dict[str, None] = {}
+    for row_keys, prop_keys in shapes:
+        row_names.update(dict.fromkeys(row_keys))
+        prop_names.update(dict.fromkeys(prop_keys))
+    names = {("r", k): k for k in row_names}
+    for key in prop_names:
+        collides = key in row_names or key == "uuid_ts" or key.startswith("context_")
+        names[("p", key)] = PROPERTY_COLLISION_PREFIX + key if collides else key
+    values: dict[tuple[str, str], list[Any]] = {k: [] for k in names}
+    for (row_keys, prop_keys), tuples in shapes.items():
+        present = [("r", k) for k in row_keys] + [("p", k) for k in prop_keys]
+        for key, column in zip(present, zip(*tuples, strict=True), strict=True):
+            values[key].extend(column)
+        if len(present) < len(values):
+            padding = [None] * len(tuples)
+            for key in values.keys() - set(present):
+                values[key].extend(padding)
+    return {names[key]: _to_arrow(names[key], column) for key, column in values.items()}
+
+
+_STRING_TYPES = (pa.string(), pa.large_string())
+
+
+def _to_arrow(column: str, values: list[Any]) -> pa.Array:
+    """Warehouse types: times from epoch microseconds, ids as text, mixed or all-null values as
+    text (a string stays a plain string, anything else its JSON text)."""
+    if column in _TIME_COLUMNS:
+        return pa.array(values, pa.int64()).cast(pa.timestamp("us"))
+    first = next((v for v in values if v is not None), None)
+    try:
+        # Text is the common case: saying so skips Arrow's type inference (an int among the
+        # strings raises, and inference decides).
+        array = pa.array(values, pa.string()) if type(first) is str else pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        try:
+            array = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            array = None
+    if array is None or not (
+        pa.types.is_string(array.type)
+        or pa.types.is_boolean(array.type)
+        or pa.types.is_int64(array.type)
+        or pa.types.is_float64(array.type)
+    ):
+        return pa.array(
+            [v if v is None or type(v) is str else orjson.dumps(v).decode() for v in values],
+            pa.string(),
+        )
+    if column in TRACK_COLUMNS or column in DROPPED_COLUMNS:
+        return array if array.type in _STRING_TYPES else array.cast(pa.string())
+    return array
+
+
+def _concat_columns(parts: list[dict[str, pa.Array]]) -> dict[str, pa.Array]:
+    """UNION ALL BY NAME of per-event tables: missing columns are nulls; a column whose types
+    differ between tables becomes DOUBLE (all numeric) or text."""
+    names = sorted({name for part in parts for name in part})
+    out: dict[str, pa.Array] = {}
+    for name in names:
+        arrays = [part.get(name) for part in parts]
+        types = {a.type for a in arrays if a is not None and a.type != pa.null()}
+        if not types:
+            target = pa.string()
+        elif len(types) == 1:
+            target = types.pop()
+        elif all(pa.types.is_integer(t) or pa.types.is_floating(t) for t in types):
+            target = pa.float64()
+        else:
+            target = pa.string()
+        chunks = []
+        for part, array in zip(parts, arrays, strict=True):
+            if array is None:
+                n = len(next(iter(part.values())))
+                chunks.append(pa.nulls(n, target))
+            elif array.type != target:
+                chunks.append(_cast_text(array) if target == pa.string() else array.cast(target))
+            else:
+                chunks.append(array)
+        out[name] = pa.concat_arrays(chunks)
+    return out
+
+
+def _cast_text(array: pa.Array) -> pa.Array:
+    if pa.types.is_boolean(array.type) or pa.types.is_integer(array.type):
+        return array.cast(pa.string())
+    return pa.array(
+        [v if v is None or type(v) is str else orjson.dumps(v).decode() for v in array.to_pylist()],
+        pa.string(),
+    )
+
+
+def _with_uuid_ts(columns: dict[str, pa.Array], n: int, when: datetime) -> dict[str, pa.Array]:
+    """Segment's load time column, the same for every row of a flush."""
+    return {**columns, "uuid_ts": pa.array([when] * n, pa.timestamp("us"))}
 
 
 def _is_track_column(column: str) -> bool:
@@ -304,25 +361,6 @@ def _ordered(schema: str, columns: list[str]) -> list[str]:
     context = sorted(c for c in columns if c.startswith("context_"))
     rest = sorted(c for c in columns if c not in TRACK_COLUMNS and not c.startswith("context_"))
     return common + context + rest
-
-
-def _column_sql(schema: str, column: str) -> str:
-    if column == "uuid_ts" and schema != EMULATOR_SCHEMA:
-        return "CAST(now() AT TIME ZONE 'UTC' AS TIMESTAMP) AS uuid_ts"
-    return _ident(column)
-
-
-def _typed_sql(column: str, kind: str) -> str:
-    """Warehouse types: times from epoch microseconds, ids as text, mixed JSON as text."""
-    ident = _ident(column)
-    if column in _TIME_COLUMNS:
-        return f"make_timestamp(CAST({ident} AS BIGINT)) AS {ident}"
-    if kind == "JSON":
-        # all-null or mixed-type values: unquoted text (a string stays a plain string)
-        return f"json_extract_string({ident}, '$') AS {ident}"
-    if column in TRACK_COLUMNS or column in DROPPED_COLUMNS:
-        return f"CAST({ident} AS VARCHAR) AS {ident}"
-    return ident
 
 
 # ---------------------------------------------------------------------------------------------
