@@ -23,7 +23,7 @@ import secrets
 import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -32,6 +32,8 @@ from typing import Any
 
 import click
 import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from currents_segment import catalogue, settings
 from currents_segment.connectors import (
@@ -361,17 +363,24 @@ def _payload_chunks(
     open_rows: list[tuple[int, str, str]],
     table: str,
     chunk_rows: int,
-) -> Iterator[Any]:
-    """The open rows joined to their outbox payloads, spliced to the sent messageId."""
-    import pandas as pd
-
-    pending = pd.DataFrame(open_rows, columns=["seq", "sent_id", "currents_id"])
-    pending["ord"] = range(len(pending))
+) -> Iterator[pa.RecordBatch]:
+    """The open rows joined to their outbox payloads, spliced to the sent messageId, as Arrow
+    record batches of at most ``chunk_rows`` rows (no Python object per event)."""
+    seqs, sent_ids, currents_ids = zip(*open_rows, strict=True) if open_rows else ((), (), ())
+    pending = pa.table(
+        {
+            "seq": pa.array(seqs, pa.int64()),
+            "sent_id": pa.array(sent_ids, pa.string()),
+            "currents_id": pa.array(currents_ids, pa.string()),
+            "ord": pa.array(range(len(open_rows)), pa.int64()),
+        }
+    )
     con.register("cs_push_open_rows", pending)
     try:
-        cur = con.execute(
+        reader = con.execute(
             f"""
-            SELECT *, strlen(payload) AS payload_bytes FROM (
+            SELECT *, strlen(payload) AS payload_bytes, payload IS NOT NULL AS payload_matches_id
+            FROM (
                 SELECT p.seq, p.sent_id AS message_id, o.message_id IS NOT NULL AS in_outbox,
                     CASE
                         WHEN NOT starts_with(o.payload_json, '{_PREFIX}' || p.currents_id || '"')
@@ -388,16 +397,30 @@ def _payload_chunks(
                 ORDER BY p.ord
             )
             """
-        )
-        vectors = max(1, chunk_rows // 2048)
-        while True:
-            df = cur.fetch_df_chunk(vectors)
-            if df is None or len(df) == 0:
-                break
-            df["payload_matches_id"] = df["payload"].notna()
-            yield df
+        ).to_arrow_reader(chunk_rows)
+        for chunk in reader:
+            if chunk.num_rows:
+                yield chunk
     finally:
         con.unregister("cs_push_open_rows")
+
+
+_GATE_COLUMNS = (
+    "message_id",
+    "user_or_anonymous_id",
+    "event",
+    "event_epoch_s",
+    "payload_matches_id",
+)
+
+
+def _gate_frame(chunk: pa.RecordBatch | pa.Table) -> Any:
+    """The gate's columns as pandas (event names as a categorical: a handful of values)."""
+    table = pa.Table.from_batches([chunk]) if isinstance(chunk, pa.RecordBatch) else chunk
+    table = table.select(list(_GATE_COLUMNS))
+    events = table.column("event").dictionary_encode()
+    table = table.set_column(table.schema.get_field_index("event"), "event", events)
+    return table.to_pandas()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -477,24 +500,35 @@ class _Coordinator:
         self.pool.shutdown(wait=True)
 
 
-def _batches(
-    seqs: list[int], payloads: list[str], sizes: list[int], policy: PushSettings
-) -> Iterator[tuple[list[int], list[str], int]]:
-    """Cut events into batches of at most max_batch_events and max_batch_bytes (serialized)."""
+def _cut_batches(sizes: Sequence[int], policy: PushSettings) -> list[tuple[int, int]]:
+    """Cut events (their serialized sizes, in order) into [start, end) batches of at most
+    max_batch_events events and max_batch_bytes bytes once joined with commas and wrapped."""
     budget = policy.max_batch_bytes - _BODY_OVERHEAD
     limit = policy.max_batch_events
-    batch_seqs: list[int] = []
-    batch_items: list[str] = []
+    cuts: list[tuple[int, int]] = []
+    start = 0
     used = 0
-    for seq, payload, size in zip(seqs, payloads, sizes, strict=True):
-        if batch_seqs and (len(batch_seqs) >= limit or used + size + 1 > budget):
-            yield batch_seqs, batch_items, used
-            batch_seqs, batch_items, used = [], [], 0
-        batch_seqs.append(seq)
-        batch_items.append(payload)
-        used += size + (1 if used else 0)
-    if batch_seqs:
-        yield batch_seqs, batch_items, used
+    for i, size in enumerate(sizes):
+        if i > start and (i - start >= limit or used + size + 1 > budget):
+            cuts.append((start, i))
+            start, used = i, 0
+        used += size + (1 if i > start else 0)
+    if start < len(sizes):
+        cuts.append((start, len(sizes)))
+    return cuts
+
+
+def _batch_items(payloads: pa.Array, cuts: list[tuple[int, int]]) -> list[bytes]:
+    """Each batch's events joined with commas, by Arrow (no Python string per event)."""
+    if not cuts:
+        return []
+    offsets = pa.array([start for start, _ in cuts] + [cuts[-1][1]], pa.int32())
+    base = cuts[0][0]
+    lists = pa.ListArray.from_arrays(
+        pc.subtract(offsets, base), payloads.slice(base, cuts[-1][1] - base)
+    )
+    joined = pc.binary_join(lists, ",")
+    return [joined[i].as_buffer().to_pybytes() for i in range(len(joined))]
 
 
 def _push_connector(
@@ -525,25 +559,24 @@ def _push_connector(
         coord.tasks[connector.name] = coord.progress.add_task(connector.name, total=len(open_rows))
     known_events = [t.segment_event for t in catalogue.supported()]
     chunk_number = 0
-    for df in _payload_chunks(con, open_rows, options.outbox_table, policy.gate_chunk_events):
+    for chunk in _payload_chunks(con, open_rows, options.outbox_table, policy.gate_chunk_events):
         if coord.stop_event(connector.name).is_set():
             break
         chunk_number += 1
-        missing = df[~df["in_outbox"]]
-        if len(missing):
-            run.missing_from_outbox += len(missing)
+        in_outbox = chunk.column("in_outbox")
+        if not pc.all(in_outbox).as_py():
+            missing = chunk.filter(pc.invert(in_outbox))
+            run.missing_from_outbox += missing.num_rows
             ledger.note_error(
-                missing["seq"].tolist(), f"not in the outbox {options.outbox_table}; left pending"
+                missing.column("seq").to_pylist(),
+                f"not in the outbox {options.outbox_table}; left pending",
             )
-            df = df[df["in_outbox"]]
-            if not len(df):
+            chunk = chunk.filter(in_outbox)
+            if not chunk.num_rows:
                 continue
         max_epoch = time.time() + policy.future_tolerance_seconds
-        frame = df[
-            ["message_id", "user_or_anonymous_id", "event", "event_epoch_s", "payload_matches_id"]
-        ].reset_index(drop=True)
         result = gate.validate_frame(
-            frame,
+            _gate_frame(chunk),
             gate.outbox_expectations(known_events, max_epoch),
             suite_name=f"push-{connector.name}-{chunk_number}",
         )
@@ -552,34 +585,28 @@ def _push_connector(
             run.gate_reports.append(str(path))
             run.stopped = f"{result.describe()} (validation result: {path})"
             log.error("connector %s blocked by the gate: %s", connector.name, run.stopped)
-            ledger.note_error(df["seq"].tolist(), f"blocked by the gate; see {path}")
+            ledger.note_error(chunk.column("seq").to_pylist(), f"blocked by the gate; see {path}")
             coord.stop_event(connector.name).set()
             break
-        seqs = df["seq"].tolist()
-        payloads = df["payload"].tolist()
-        sizes = df["payload_bytes"].tolist()  # UTF-8 bytes (DuckDB's strlen)
-        keep_seqs: list[int] = []
-        keep_payloads: list[str] = []
-        keep_sizes: list[int] = []
-        oversize: list[int] = []
-        for seq, payload, size in zip(seqs, payloads, sizes, strict=True):
-            if size > policy.max_event_bytes:
-                oversize.append(seq)
-            else:
-                keep_seqs.append(seq)
-                keep_payloads.append(payload)
-                keep_sizes.append(size)
-        if oversize:
+        # UTF-8 bytes (DuckDB's strlen)
+        oversize = pc.greater(chunk.column("payload_bytes"), policy.max_event_bytes)
+        if pc.any(oversize).as_py():
+            rejected = chunk.filter(oversize).column("seq").to_pylist()
             ledger.reject(
-                oversize, "oversize", f"event over Segment's {policy.max_event_bytes}-byte limit"
+                rejected, "oversize", f"event over Segment's {policy.max_event_bytes}-byte limit"
             )
-            run.rejected_now += len(oversize)
+            run.rejected_now += len(rejected)
             if coord.progress is not None:
-                coord.progress.advance(coord.tasks[connector.name], len(oversize))
-        for batch_seqs, items, _size in _batches(keep_seqs, keep_payloads, keep_sizes, policy):
+                coord.progress.advance(coord.tasks[connector.name], len(rejected))
+            chunk = chunk.filter(pc.invert(oversize))
+        seqs = chunk.column("seq").to_numpy()
+        cuts = _cut_batches(chunk.column("payload_bytes").to_pylist(), policy)
+        for (start, end), items in zip(
+            cuts, _batch_items(chunk.column("payload"), cuts), strict=True
+        ):
             if coord.stop_event(connector.name).is_set():
                 break
-            job = BatchJob(connector, 0, batch_seqs, ",".join(items).encode(), url, auth)
+            job = BatchJob(connector, 0, seqs[start:end].tolist(), items, url, auth)
             coord.submit(job, run)
 
 
