@@ -175,6 +175,12 @@ class StoreWriter:
         self.parts_written = 0
         self.rows_written = 0
 
+    @staticmethod
+    def warm_up() -> None:
+        """pyarrow's first Parquet write imports pandas (about 0.7 CPU-s): pay it at start-up,
+        not in the middle of the first flush."""
+        pq.write_table(pa.table({"warm_up": [1]}), pa.BufferOutputStream())
+
     def write(self, pending: PendingWrites) -> dict[str, int]:
         """Write every buffered row; returns rows written per table (``schema.table``)."""
         with self._lock:
