@@ -319,7 +319,10 @@ def _enqueue(
         ), sized AS (
             SELECT *, raw_bytes + strlen(sent_id) - strlen(message_id) AS bytes FROM rows
         )
-        SELECT sent_id, message_id, currents_event_type, app_group_id, event_ts, date_hour, bytes,
+        -- The ledger's column order (Ledger.enqueue): fetched rows go to SQLite as they are.
+        SELECT ?::VARCHAR AS connector, sent_id, message_id, currents_event_type, app_group_id,
+            ?::VARCHAR AS segment_workspace, ?::VARCHAR AS segment_source, event_ts, date_hour,
+            bytes,
             CASE
                 WHEN NOT is_sendable AND not_sendable_reason = 'oversize' THEN 'rejected'
                 WHEN NOT is_sendable THEN 'skipped'
@@ -338,23 +341,17 @@ def _enqueue(
                         || {policy.max_event_bytes} || '-byte limit'
                 WHEN strlen(sent_id) > {MAX_MESSAGE_ID_CHARS}
                     THEN 'messageId longer than {MAX_MESSAGE_ID_CHARS} characters'
-                END AS error
+                END AS error,
+            ?::VARCHAR AS queued_at
         FROM sized
         -- In key order, the ledger's unique index grows at its end instead of at random pages.
         ORDER BY sent_id
     """
     before = ledger.count_rows(connector.name)
-    cur = con.execute(sql, params + params_where)
-    const = (connector.name, connector.segment_workspace, connector.segment_source, now_text())
-    while True:
-        chunk = cur.fetchmany(100_000)
-        if not chunk:
-            break
-        ledger.enqueue(
-            (const[0], r[0], r[1], r[2], r[3], const[1], const[2], r[4], r[5], r[6], r[7], r[8],
-             r[9], const[3])
-            for r in chunk
-        )  # fmt: skip
+    const = [connector.name, connector.segment_workspace, connector.segment_source]
+    cur = con.execute(sql, params + params_where + const + [now_text()])
+    while chunk := cur.fetchmany(100_000):
+        ledger.enqueue(chunk)
     return ledger.count_rows(connector.name) - before
 
 
