@@ -17,6 +17,7 @@ import os
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -126,41 +127,82 @@ def snake_cached(name: str) -> str:
 _FLAT_NAMES: dict[str, dict[str, str]] = {}
 
 
-def flatten(prefix: str, obj: dict[str, Any], out: dict[str, Any]) -> None:
-    """Nested objects -> ``prefix_key_subkey`` columns; arrays are kept as JSON text.
+def flatten(prefix: str, obj: dict[str, Any], names: list[str], values: list[Any]) -> None:
+    """Nested objects -> ``prefix_key_subkey`` columns (appended to ``names`` and ``values``);
+    arrays are kept as JSON text.
 
-    Segment's warehouses flatten objects the same way and store arrays as strings.
+    Segment's warehouses flatten objects the same way and store arrays as strings. Two keys can
+    give one name (``emailAddress``, ``email_address``): the writer keeps the last value.
     """
-    names = _FLAT_NAMES.get(prefix)
-    if names is None:
-        names = {}
+    cache = _FLAT_NAMES.get(prefix)
+    if cache is None:
+        cache = {}
         if len(_FLAT_NAMES) < 10_000:  # bounded: prefixes come from clients' keys
-            _FLAT_NAMES[prefix] = names
+            _FLAT_NAMES[prefix] = cache
     for key, value in obj.items():
-        name = names.get(key)
+        name = cache.get(key)
         if name is None:
             name = prefix + snakecase(str(key))
-            if len(names) < 10_000:  # bounded: keys come from clients
-                names[key] = name
+            if len(cache) < 10_000:  # bounded: keys come from clients
+                cache[key] = name
         kind = type(value)
         if kind is dict:
-            flatten(name + "_", value, out)
+            flatten(name + "_", value, names, values)
         elif kind is list:
-            out[name] = orjson.dumps(value).decode()
+            names.append(name)
+            values.append(orjson.dumps(value).decode())
         else:
-            out[name] = value
+            names.append(name)
+            values.append(value)
+
+
+# A kept row's common columns, in this order, before its context_* columns.
+ROW_COLUMNS = TRACK_COLUMNS[:9]
+
+# (source slug, snake_cased event, row column names, property names): one table shape.
+Shape = tuple[str, str, tuple[str, ...], tuple[str, ...]]
 
 
 @dataclass
 class PendingWrites:
-    """What the server buffered since the last flush."""
+    """What the server buffered since the last flush.
 
-    kept: list[tuple[str, dict[str, Any], dict[str, Any]]] = field(default_factory=list)
+    Kept rows are bucketed by shape as they arrive: the values of the row columns then of the
+    properties, in the shape's order. The writer transposes each bucket into columns.
+    """
+
+    kept: dict[Shape, list[tuple[Any, ...]]] = field(default_factory=dict)
+    kept_rows: int = 0
     dropped: list[dict[str, Any]] = field(default_factory=list)
     duplicated: list[dict[str, Any]] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.kept) + len(self.dropped) + len(self.duplicated)
+        return self.kept_rows + len(self.dropped) + len(self.duplicated)
+
+    def keep(self, shape: Shape, values: tuple[Any, ...]) -> None:
+        bucket = self.kept.get(shape)
+        if bucket is None:
+            bucket = self.kept[shape] = []
+        bucket.append(values)
+        self.kept_rows += 1
+
+    def put_back(self, older: PendingWrites) -> None:
+        """A failed flush: its rows go back in front of what arrived meanwhile."""
+        merged = {shape: list(rows) for shape, rows in older.kept.items()}
+        for shape, rows in self.kept.items():
+            merged.setdefault(shape, []).extend(rows)
+        self.kept = merged
+        self.kept_rows += older.kept_rows
+        self.dropped[:0] = older.dropped
+        self.duplicated[:0] = older.duplicated
+
+    def kept_dicts(self) -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
+        """(source slug, row, properties) of every kept row, as dicts."""
+        for (slug, _event, row_names, prop_names), rows in self.kept.items():
+            n = len(row_names)
+            for values in rows:
+                row = dict(zip(row_names, values[:n], strict=True))
+                yield slug, row, dict(zip(prop_names, values[n:], strict=True))
 
 
 class StoreWriter:
@@ -184,22 +226,23 @@ class StoreWriter:
     def write(self, pending: PendingWrites) -> dict[str, int]:
         """Write every buffered row; returns rows written per table (``schema.table``)."""
         with self._lock:
-            by_source: dict[str, dict[str, list[tuple[dict[str, Any], dict[str, Any]]]]] = {}
-            for slug, row, props in pending.kept:
-                by_source.setdefault(slug, {}).setdefault(row["event"], []).append((row, props))
+            by_source: dict[str, dict[str, list[tuple[Shape, list[tuple[Any, ...]]]]]] = {}
+            for shape, rows in pending.kept.items():
+                by_source.setdefault(shape[0], {}).setdefault(shape[1], []).append((shape, rows))
             written: dict[str, int] = {}
             uuid_ts = datetime.now(UTC).replace(tzinfo=None)
             for slug, tables in by_source.items():
                 track_parts: list[dict[str, pa.Array]] = []
-                for table, pairs in tables.items():
-                    columns = _event_columns(pairs)
-                    self._write_part(slug, table, _with_uuid_ts(columns, len(pairs), uuid_ts))
+                n = 0
+                for table, shapes in tables.items():
+                    columns, rows = _event_columns(shapes)
+                    self._write_part(slug, table, _with_uuid_ts(columns, rows, uuid_ts))
                     track_parts.append(
                         {name: array for name, array in columns.items() if _is_track_column(name)}
                     )
-                    written[f"{slug}.{table}"] = len(pairs)
+                    written[f"{slug}.{table}"] = rows
+                    n += rows
                 # tracks = the common and context columns of every per-event table
-                n = sum(len(pairs) for pairs in tables.values())
                 self._write_part(
                     slug, "tracks", _with_uuid_ts(_concat_columns(track_parts), n, uuid_ts)
                 )
@@ -218,7 +261,7 @@ class StoreWriter:
         path = self.root / EMULATOR_SCHEMA / "unflushed" / f"rows-{self._run}.ndjson"
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("ab") as fh:
-            for slug, row, props in pending.kept:
+            for slug, row, props in pending.kept_dicts():
                 fh.write(
                     orjson.dumps({"table": "kept", "source": slug, "row": row, "properties": props})
                     + b"\n"
@@ -243,33 +286,44 @@ class StoreWriter:
         self.rows_written += arrow.num_rows
 
 
-def _event_columns(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> dict[str, pa.Array]:
-    """Columns of one per-event table: the row's columns, then the properties (a property whose
-    name collides with a common or context column gets ``property_``)."""
-    # Rows of one event nearly always share their keys: transpose each shape in C (zip), then
-    # pad the columns a shape lacks with nulls.
-    shapes: dict[tuple[tuple[str, ...], tuple[str, ...]], list[tuple[Any, ...]]] = {}
-    for row, props in pairs:
-        shapes.setdefault((tuple(row), tuple(props)), []).append((*row.values(), *props.values()))
+def _event_columns(
+    shapes: list[tuple[Shape, list[tuple[Any, ...]]]],
+) -> tuple[dict[str, pa.Array], int]:
+    """Columns of one per-event table and its row count: the row's columns, then the properties
+    (a property whose name collides with a common or context column gets ``property_``)."""
     row_names: dict[str, None] = {}
     prop_names: dict[str, None] = {}
-    for row_keys, prop_keys in shapes:
-        row_names.update(dict.fromkeys(row_keys))
-        prop_names.update(dict.fromkeys(prop_keys))
-    names = {("r", k): k for k in row_names}
+    for (_slug, _event, names, props), _rows in shapes:
+        row_names.update(dict.fromkeys(names))
+        prop_names.update(dict.fromkeys(props))
+    names_of = {("r", k): k for k in row_names}
     for key in prop_names:
         collides = key in row_names or key == "uuid_ts" or key.startswith("context_")
-        names[("p", key)] = PROPERTY_COLLISION_PREFIX + key if collides else key
-    values: dict[tuple[str, str], list[Any]] = {k: [] for k in names}
-    for (row_keys, prop_keys), tuples in shapes.items():
-        present = [("r", k) for k in row_keys] + [("p", k) for k in prop_keys]
-        for key, column in zip(present, zip(*tuples, strict=True), strict=True):
+        names_of[("p", key)] = PROPERTY_COLLISION_PREFIX + key if collides else key
+    values: dict[tuple[str, str], list[Any]] = {k: [] for k in names_of}
+    total = 0
+    for (_slug, _event, names, props), rows in shapes:
+        present = [("r", k) for k in names] + [("p", k) for k in props]
+        if len(set(present)) < len(present):
+            # Two keys flattened to one name: the last value wins, as in a dict.
+            present, rows = _last_wins(present, rows)
+        # Transpose in C (zip), then pad the columns this shape lacks with nulls.
+        for key, column in zip(present, zip(*rows, strict=True), strict=True):
             values[key].extend(column)
         if len(present) < len(values):
-            padding = [None] * len(tuples)
+            padding = [None] * len(rows)
             for key in values.keys() - set(present):
                 values[key].extend(padding)
-    return {names[key]: _to_arrow(names[key], column) for key, column in values.items()}
+        total += len(rows)
+    columns = {names_of[key]: _to_arrow(names_of[key], column) for key, column in values.items()}
+    return columns, total
+
+
+def _last_wins(
+    present: list[tuple[str, str]], rows: list[tuple[Any, ...]]
+) -> tuple[list[tuple[str, str]], list[tuple[Any, ...]]]:
+    keep = list({key: i for i, key in enumerate(present)}.items())
+    return [key for key, _ in keep], [tuple(row[i] for _, i in keep) for row in rows]
 
 
 _STRING_TYPES = (pa.string(), pa.large_string())
