@@ -18,12 +18,13 @@ import email.utils
 import json
 import logging
 import os
+import queue
 import random
 import secrets
 import threading
 import time
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -538,8 +539,6 @@ def _push_connector(
     auth: str,
     run_dir: Path,
 ) -> None:
-    from currents_segment import gate
-
     policy = coord.policy
     ledger = coord.ledger
     types = [catalogue.resolve(t).event_type for t in options.event_types]
@@ -554,57 +553,145 @@ def _push_connector(
         return
     if coord.progress is not None:
         coord.tasks[connector.name] = coord.progress.add_task(connector.name, total=len(open_rows))
-    known_events = [t.segment_event for t in catalogue.supported()]
-    chunk_number = 0
-    for chunk in _payload_chunks(con, open_rows, options.outbox_table, policy.gate_chunk_events):
-        if coord.stop_event(connector.name).is_set():
-            break
-        chunk_number += 1
-        in_outbox = chunk.column("in_outbox")
-        if not pc.all(in_outbox).as_py():
-            missing = chunk.filter(pc.invert(in_outbox))
-            run.missing_from_outbox += missing.num_rows
-            ledger.note_error(
-                missing.column("seq").to_pylist(),
-                f"not in the outbox {options.outbox_table}; left pending",
-            )
-            chunk = chunk.filter(in_outbox)
-            if not chunk.num_rows:
-                continue
-        max_epoch = time.time() + policy.future_tolerance_seconds
-        result = gate.validate_frame(
-            _gate_frame(chunk),
-            gate.outbox_expectations(known_events, max_epoch),
-            suite_name=f"push-{connector.name}-{chunk_number}",
-        )
-        if not result.success:
-            path = result.write(run_dir / f"gate-{connector.name}-{chunk_number:04d}.json")
-            run.gate_reports.append(str(path))
-            run.stopped = f"{result.describe()} (validation result: {path})"
-            log.error("connector %s blocked by the gate: %s", connector.name, run.stopped)
-            ledger.note_error(chunk.column("seq").to_pylist(), f"blocked by the gate; see {path}")
-            coord.stop_event(connector.name).set()
-            break
-        # UTF-8 bytes (DuckDB's strlen)
-        oversize = pc.greater(chunk.column("payload_bytes"), policy.max_event_bytes)
-        if pc.any(oversize).as_py():
-            rejected = chunk.filter(oversize).column("seq").to_pylist()
-            ledger.reject(
-                rejected, "oversize", f"event over Segment's {policy.max_event_bytes}-byte limit"
-            )
-            run.rejected_now += len(rejected)
-            if coord.progress is not None:
-                coord.progress.advance(coord.tasks[connector.name], len(rejected))
-            chunk = chunk.filter(pc.invert(oversize))
-        seqs = chunk.column("seq").to_numpy()
-        cuts = _cut_batches(chunk.column("payload_bytes").to_pylist(), policy)
-        for (start, end), items in zip(
-            cuts, _batch_items(chunk.column("payload"), cuts), strict=True
-        ):
+    prepared = _prepared_chunks(
+        con,
+        open_rows,
+        options.outbox_table,
+        policy,
+        connector.name,
+        coord.stop_event(connector.name),
+    )
+    try:
+        for chunk in prepared:
             if coord.stop_event(connector.name).is_set():
                 break
-            job = BatchJob(connector, 0, seqs[start:end].tolist(), items, url, auth)
-            coord.submit(job, run)
+            if chunk.missing:
+                run.missing_from_outbox += len(chunk.missing)
+                ledger.note_error(
+                    chunk.missing, f"not in the outbox {options.outbox_table}; left pending"
+                )
+            if chunk.gate is None:
+                continue
+            if not chunk.gate.success:
+                name = f"gate-{connector.name}-{chunk.number:04d}.json"
+                path = chunk.gate.write(run_dir / name)
+                run.gate_reports.append(str(path))
+                run.stopped = f"{chunk.gate.describe()} (validation result: {path})"
+                log.error("connector %s blocked by the gate: %s", connector.name, run.stopped)
+                ledger.note_error(chunk.validated, f"blocked by the gate; see {path}")
+                coord.stop_event(connector.name).set()
+                break
+            if chunk.oversize:
+                ledger.reject(
+                    chunk.oversize,
+                    "oversize",
+                    f"event over Segment's {policy.max_event_bytes}-byte limit",
+                )
+                run.rejected_now += len(chunk.oversize)
+                if coord.progress is not None:
+                    coord.progress.advance(coord.tasks[connector.name], len(chunk.oversize))
+            for seqs, items in chunk.batches:
+                if coord.stop_event(connector.name).is_set():
+                    break
+                coord.submit(BatchJob(connector, 0, seqs, items, url, auth), run)
+    finally:
+        prepared.close()
+
+
+@dataclass
+class _Chunk:
+    """One chunk of open rows, validated and cut into batches, ready for the ledger and HTTP."""
+
+    number: int
+    missing: list[int]  # seqs whose event left the outbox
+    validated: list[int]  # seqs the gate saw
+    gate: Any  # gate.GateResult, None when no row of the chunk is in the outbox
+    oversize: list[int] = field(default_factory=list)
+    batches: list[tuple[list[int], bytes]] = field(default_factory=list)
+
+
+def _prepare_chunk(
+    chunk: pa.RecordBatch, number: int, policy: PushSettings, connector_name: str
+) -> _Chunk:
+    """Gate and batches of one chunk: no ledger access (it runs ahead, in a thread)."""
+    from currents_segment import gate
+
+    missing: list[int] = []
+    in_outbox = chunk.column("in_outbox")
+    if not pc.all(in_outbox).as_py():
+        missing = chunk.filter(pc.invert(in_outbox)).column("seq").to_pylist()
+        chunk = chunk.filter(in_outbox)
+        if not chunk.num_rows:
+            return _Chunk(number, missing, [], None)
+    known_events = [t.segment_event for t in catalogue.supported()]
+    max_epoch = time.time() + policy.future_tolerance_seconds
+    result = gate.validate_frame(
+        _gate_frame(chunk),
+        gate.outbox_expectations(known_events, max_epoch),
+        suite_name=f"push-{connector_name}-{number}",
+    )
+    prepared = _Chunk(number, missing, chunk.column("seq").to_pylist(), result)
+    if not result.success:
+        return prepared
+    # UTF-8 bytes (DuckDB's strlen)
+    oversize = pc.greater(chunk.column("payload_bytes"), policy.max_event_bytes)
+    if pc.any(oversize).as_py():
+        prepared.oversize = chunk.filter(oversize).column("seq").to_pylist()
+        chunk = chunk.filter(pc.invert(oversize))
+    seqs = chunk.column("seq").to_numpy()
+    cuts = _cut_batches(chunk.column("payload_bytes").to_pylist(), policy)
+    items = _batch_items(chunk.column("payload"), cuts)
+    prepared.batches = [
+        (seqs[start:end].tolist(), joined) for (start, end), joined in zip(cuts, items, strict=True)
+    ]
+    return prepared
+
+
+def _prepared_chunks(
+    con: duckdb.DuckDBPyConnection,
+    open_rows: list[tuple[int, str, str]],
+    table: str,
+    policy: PushSettings,
+    connector_name: str,
+    stop: threading.Event,
+) -> Generator[_Chunk, None, None]:
+    """Chunks read, validated and batched one ahead, in a thread, while the caller sends the
+    previous one: the outbox read (DuckDB) and the gate overlap with the requests."""
+    ready: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
+    closing = threading.Event()
+
+    def produce() -> None:
+        try:
+            chunks = _payload_chunks(con, open_rows, table, policy.gate_chunk_events)
+            for number, chunk in enumerate(chunks, start=1):
+                if stop.is_set() or closing.is_set():
+                    break
+                _put(("chunk", _prepare_chunk(chunk, number, policy, connector_name)))
+            _put(("end", None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            _put(("error", exc))
+
+    def _put(item: tuple[str, Any]) -> None:
+        while not closing.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    worker = threading.Thread(target=produce, name="push-prepare", daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, value = ready.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        closing.set()
+        worker.join()
 
 
 def _finish_counts(ledger: Ledger, run: ConnectorRun, policy: PushSettings) -> ConnectorCounts:
