@@ -363,7 +363,21 @@ def _payload_chunks(
     chunk_rows: int,
 ) -> Iterator[pa.RecordBatch]:
     """The open rows joined to their outbox payloads, spliced to the sent messageId, as Arrow
-    record batches of at most ``chunk_rows`` rows (no Python object per event)."""
+    record batches of at most ``chunk_rows`` rows (no Python object per event).
+
+    One query per chunk of open rows: the first chunk is ready after one join of ``chunk_rows``
+    rows instead of a sort of all of them, so sending starts sooner.
+    """
+    for start in range(0, len(open_rows), chunk_rows):
+        yield from _payload_chunk(con, open_rows[start : start + chunk_rows], table, chunk_rows)
+
+
+def _payload_chunk(
+    con: duckdb.DuckDBPyConnection,
+    open_rows: list[tuple[int, str, str]],
+    table: str,
+    chunk_rows: int,
+) -> Iterator[pa.RecordBatch]:
     seqs, sent_ids, currents_ids = zip(*open_rows, strict=True) if open_rows else ((), (), ())
     pending = pa.table(
         {
