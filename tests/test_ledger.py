@@ -50,6 +50,25 @@ def test_enqueue_is_idempotent_and_never_moves_sent_rows(tmp_path):
     ledger.close()
 
 
+def test_enqueue_outbox_stores_the_same_row_as_enqueue(tmp_path):
+    """The outbox form (per-call constants given once) lands exactly the row enqueue lands."""
+    full = row("a", "rejected", "oversize")
+    one, other = Ledger(tmp_path / "one.sqlite"), Ledger(tmp_path / "other.sqlite")
+    one.enqueue([full])
+    # Outbox columns, then connector, workspace, source and queued_at.
+    other.enqueue_outbox(full[0], full[5], full[6], full[13], [full[1:5] + full[7:13]])
+    columns = "connector, message_id, currents_id, currents_event_type, app_group_id,"
+    columns += " segment_workspace, segment_source, event_timestamp, date_hour, payload_bytes,"
+    columns += " status, reason, error, queued_at"
+    stored = [
+        ledger.con.execute(f"SELECT {columns} FROM ledger_events").fetchall()
+        for ledger in (one, other)
+    ]
+    assert stored[0] == stored[1] == [full]
+    one.close()
+    other.close()
+
+
 def test_in_flight_is_committed_before_the_send_and_failure_returns_to_pending(tmp_path):
     path = tmp_path / "ledger.sqlite"
     ledger = Ledger(path)

@@ -123,17 +123,26 @@ def _setup(con: sqlite3.Connection) -> None:
 
 # Enqueue never moves a row that was sent, acknowledged or rejected; it only follows the outbox's
 # sendable flag for rows that have not left yet (pending <-> skipped, pending -> rejected).
-_UPSERT = """
+_UPSERT_INTO = """
 INSERT INTO ledger_events (connector, message_id, currents_id, currents_event_type, app_group_id,
     segment_workspace, segment_source, event_timestamp, date_hour, payload_bytes, status, reason,
     error, queued_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+_UPSERT_CONFLICT = """
 ON CONFLICT (connector, message_id) DO UPDATE SET
     status = excluded.status, reason = excluded.reason, error = excluded.error,
     payload_bytes = excluded.payload_bytes
 WHERE ledger_events.status IN ('pending', 'skipped')
     AND (ledger_events.status IS NOT excluded.status OR ledger_events.reason IS NOT excluded.reason)
 """
+_UPSERT = _UPSERT_INTO + "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" + _UPSERT_CONFLICT
+# Ledger.enqueue_outbox: each row is the outbox's ten values followed by the four constants of the
+# call (connector, segment_workspace, segment_source, queued_at), bound by number.
+_UPSERT_OUTBOX = (
+    _UPSERT_INTO
+    + "VALUES (?11, ?1, ?2, ?3, ?4, ?12, ?13, ?5, ?6, ?7, ?8, ?9, ?10, ?14)"
+    + _UPSERT_CONFLICT
+)
 
 
 class LedgerError(RuntimeError):
@@ -258,6 +267,22 @@ class Ledger:
         """Upsert outbox rows (the _UPSERT column order) in one transaction."""
         with self.transaction() as con:
             con.executemany(_UPSERT, rows)
+
+    def enqueue_outbox(
+        self,
+        connector: str,
+        segment_workspace: str,
+        segment_source: str,
+        queued_at: str,
+        rows: Iterable[Sequence[object]],
+    ) -> None:
+        """Upsert outbox rows in one transaction: each row is (message_id, currents_id,
+        currents_event_type, app_group_id, event_timestamp, date_hour, payload_bytes, status,
+        reason, error); the connector, Segment workspace and source and queued_at are the same
+        for every row (given once, not fetched once per row)."""
+        const = (connector, segment_workspace, segment_source, queued_at)
+        with self.transaction() as con:
+            con.executemany(_UPSERT_OUTBOX, (tuple(row) + const for row in rows))
 
     # -- selection ------------------------------------------------------------------------
     @staticmethod

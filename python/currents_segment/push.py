@@ -307,23 +307,23 @@ def _enqueue(
     if not connector.all_workspaces:
         where += " AND list_contains(?, o.app_group_id)"
         params_where.append(list(connector.braze_workspaces))
-    # Size of the payload as sent: workspace-scoped ids replace the Currents id in the JSON.
+    # Size of the payload as sent: workspace-scoped ids replace the Currents id in the JSON. The
+    # outbox's payload_bytes (UTF-8 bytes of payload_json) spares reading the payloads here; the
+    # send re-measures every payload it joins, so an oversize event is never sent either way.
     sql = f"""
         WITH rows AS (
             SELECT {sent_id} AS sent_id, o.message_id, o.currents_event_type, o.app_group_id,
                 strftime(o.event_timestamp, '%Y-%m-%d %H:%M:%S.%f') AS event_ts,
                 strftime(o.date_hour, '%Y-%m-%d %H:%M:%S.%f') AS date_hour,
-                strlen(o.payload_json) AS raw_bytes,
+                o.payload_bytes AS raw_bytes,
                 coalesce(o.is_sendable, false) AS is_sendable,
                 coalesce(o.not_sendable_reason, 'unknown') AS not_sendable_reason
             FROM {table} o WHERE {where}
         ), sized AS (
             SELECT *, raw_bytes + strlen(sent_id) - strlen(message_id) AS bytes FROM rows
         )
-        -- The ledger's column order (Ledger.enqueue): fetched rows go to SQLite as they are.
-        SELECT ?::VARCHAR AS connector, sent_id, message_id, currents_event_type, app_group_id,
-            ?::VARCHAR AS segment_workspace, ?::VARCHAR AS segment_source, event_ts, date_hour,
-            bytes,
+        -- Ledger.enqueue_outbox's column order: fetched rows go to SQLite as they are.
+        SELECT sent_id, message_id, currents_event_type, app_group_id, event_ts, date_hour, bytes,
             CASE
                 WHEN NOT is_sendable AND not_sendable_reason = 'oversize' THEN 'rejected'
                 WHEN NOT is_sendable THEN 'skipped'
@@ -342,17 +342,18 @@ def _enqueue(
                         || {policy.max_event_bytes} || '-byte limit'
                 WHEN strlen(sent_id) > {MAX_MESSAGE_ID_CHARS}
                     THEN 'messageId longer than {MAX_MESSAGE_ID_CHARS} characters'
-                END AS error,
-            ?::VARCHAR AS queued_at
+                END AS error
         FROM sized
         -- In key order, the ledger's unique index grows at its end instead of at random pages.
         ORDER BY sent_id
     """
     before = ledger.count_rows(connector.name)
-    const = [connector.name, connector.segment_workspace, connector.segment_source]
-    cur = con.execute(sql, params + params_where + const + [now_text()])
+    queued_at = now_text()
+    cur = con.execute(sql, params + params_where)
     while chunk := cur.fetchmany(100_000):
-        ledger.enqueue(chunk)
+        ledger.enqueue_outbox(
+            connector.name, connector.segment_workspace, connector.segment_source, queued_at, chunk
+        )
     return ledger.count_rows(connector.name) - before
 
 
