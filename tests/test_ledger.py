@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from currents_segment.ledger import Ledger, LedgerError
+from currents_segment.ledger import STATUSES, Ledger, LedgerError
 
 
 def row(mid: str, status: str = "pending", reason: str | None = None, hours_old: float = 1.0):
@@ -67,6 +67,17 @@ def test_enqueue_outbox_stores_the_same_row_as_enqueue(tmp_path):
     assert stored[0] == stored[1] == [full]
     one.close()
     other.close()
+
+
+def test_a_status_outside_the_five_is_refused(tmp_path):
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    ledger.enqueue([row(m, s) for m, s in zip("abcde", STATUSES, strict=True)])
+    assert sorted(statuses(tmp_path / "ledger.sqlite").values()) == sorted(STATUSES)
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        ledger.enqueue([row("f", "acked")])
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        ledger.con.execute("UPDATE ledger_events SET status = 'sent' WHERE message_id = 'a'")
+    ledger.close()
 
 
 def test_in_flight_is_committed_before_the_send_and_failure_returns_to_pending(tmp_path):
