@@ -788,3 +788,53 @@ def test_timer_flush_and_fault_flags_override_config(tmp_path):
                 break
             time.sleep(0.1)
         assert kept_ids(emu.store_dir, "braze_prod") == [mid]
+
+
+def test_keys_that_flatten_to_one_name_keep_the_last_value(emu):
+    a, b = new_id(), new_id()
+    # "sendId" and "send_id" are both send_id once snake_cased; a row of another shape shares
+    # the table, so the colliding shape is padded and aligned with it.
+    first = track(a, event="Email Bounced", properties={"sendId": "x", "send_id": "y", "n": 1})
+    second = track(b, event="Email Bounced", properties={"n": 2, "other": "z"})
+    assert post(emu.url, [first, second]).status_code == 200
+    emu.flush()
+    rows = {
+        r["id"]: r
+        for r in read_table(emu.store_dir, "braze_prod", "email_bounced")
+        if r["id"] in (a, b)
+    }
+    assert (rows[a]["send_id"], rows[a]["n"], rows[a]["other"]) == ("y", 1, None)
+    assert (rows[b]["send_id"], rows[b]["n"], rows[b]["other"]) == (None, 2, "z")
+
+
+def test_a_failed_flush_puts_rows_back_in_order_and_rescue_writes_them_whole(tmp_path):
+    from currents_segment.emulator_store import ROW_COLUMNS, PendingWrites, StoreWriter
+
+    def shape(*props: str) -> tuple[str, str, tuple[str, ...], tuple[str, ...]]:
+        return ("braze_prod", "email_sent", (*ROW_COLUMNS, "context_traits_email"), props)
+
+    def values(mid: str, *props: Any) -> tuple[Any, ...]:
+        return (mid, None, "u", "email_sent", "Email Sent", 1, None, 2, 2, "e@x", *props)
+
+    failed = PendingWrites()
+    failed.keep(shape("a"), values("m1", 1))
+    failed.dropped.append({"message_id": "d1", "reason": "deduplicated"})
+    meanwhile = PendingWrites()
+    meanwhile.keep(shape("a"), values("m2", 2))
+    meanwhile.keep(shape("b"), values("m3", "x"))
+    meanwhile.put_back(failed)
+    assert len(meanwhile) == 4 and meanwhile.kept_rows == 3
+    assert [(s[3], [r[0] for r in rows]) for s, rows in meanwhile.kept.items()] == [
+        (("a",), ["m1", "m2"]),
+        (("b",), ["m3"]),
+    ]
+    path = StoreWriter(tmp_path / "store").rescue(meanwhile)
+    lines = [orjson.loads(line) for line in path.read_bytes().splitlines()]
+    assert lines[0] == {
+        "table": "kept",
+        "source": "braze_prod",
+        "row": dict(zip((*ROW_COLUMNS, "context_traits_email"), values("m1"), strict=True)),
+        "properties": {"a": 1},
+    }
+    assert [line.get("row", {}).get("id") for line in lines[:3]] == ["m1", "m2", "m3"]
+    assert lines[3] == {"table": "dropped", "row": {"message_id": "d1", "reason": "deduplicated"}}

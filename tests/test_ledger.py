@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from currents_segment.ledger import Ledger, LedgerError
+from currents_segment.ledger import STATUSES, Ledger, LedgerError
 
 
 def row(mid: str, status: str = "pending", reason: str | None = None, hours_old: float = 1.0):
@@ -47,6 +47,36 @@ def test_enqueue_is_idempotent_and_never_moves_sent_rows(tmp_path):
         "d": "rejected",
     }
     assert ledger.count_rows("c1") == 4
+    ledger.close()
+
+
+def test_enqueue_outbox_stores_the_same_row_as_enqueue(tmp_path):
+    """The outbox form (per-call constants given once) lands exactly the row enqueue lands."""
+    full = row("a", "rejected", "oversize")
+    one, other = Ledger(tmp_path / "one.sqlite"), Ledger(tmp_path / "other.sqlite")
+    one.enqueue([full])
+    # Outbox columns, then connector, workspace, source and queued_at.
+    other.enqueue_outbox(full[0], full[5], full[6], full[13], [full[1:5] + full[7:13]])
+    columns = "connector, message_id, currents_id, currents_event_type, app_group_id,"
+    columns += " segment_workspace, segment_source, event_timestamp, date_hour, payload_bytes,"
+    columns += " status, reason, error, queued_at"
+    stored = [
+        ledger.con.execute(f"SELECT {columns} FROM ledger_events").fetchall()
+        for ledger in (one, other)
+    ]
+    assert stored[0] == stored[1] == [full]
+    one.close()
+    other.close()
+
+
+def test_a_status_outside_the_five_is_refused(tmp_path):
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    ledger.enqueue([row(m, s) for m, s in zip("abcde", STATUSES, strict=True)])
+    assert sorted(statuses(tmp_path / "ledger.sqlite").values()) == sorted(STATUSES)
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        ledger.enqueue([row("f", "acked")])
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        ledger.con.execute("UPDATE ledger_events SET status = 'sent' WHERE message_id = 'a'")
     ledger.close()
 
 
@@ -133,3 +163,77 @@ def test_a_file_that_is_not_a_ledger_is_named(tmp_path):
     path.write_text("this is not sqlite" * 100)
     with pytest.raises(LedgerError, match=f"{path}: not a usable ledger"):
         Ledger(path)
+
+
+def test_acknowledgement_is_one_batch_row_and_the_view_derives_each_event(tmp_path):
+    path = tmp_path / "ledger.sqlite"
+    ledger = Ledger(path)
+    ledger.enqueue([row("a"), row("b"), row("c")])
+    seqs = [s for s, _, _ in ledger.open_rows("c1")]
+    batch = ledger.start_batch("run-1", "c1", seqs[:2], 10)
+    ledger.finish_batch(batch, seqs[:2], True, 3, 200, None)
+    with sqlite3.connect(path) as con:
+        # The event rows were not rewritten by the acknowledgement...
+        assert con.execute("SELECT status, count(*) FROM ledger_events GROUP BY 1").fetchall() == [
+            ("in_flight", 2),
+            ("pending", 1),
+        ]
+        # ...the view reads it from the batch: status, attempts, HTTP status and time.
+        got = con.execute(
+            "SELECT l.message_id, l.status, l.attempts, l.last_http_status, l.error,"
+            " l.acked_at = b.finished_at FROM ledger l LEFT JOIN batches b USING (batch_id)"
+            " ORDER BY 1"
+        ).fetchall()
+    assert got == [
+        ("a", "acknowledged", 3, 200, None, 1),
+        ("b", "acknowledged", 3, 200, None, 1),
+        ("c", "pending", 0, None, None, None),
+    ]
+    assert [m for _, m, _ in ledger.open_rows("c1")] == ["c"]
+    assert ledger.counts("c1", 48).by_status == {"acknowledged": 2, "pending": 1}
+    # A requeued event keeps what it had from its batch and is open again.
+    assert ledger.requeue("c1", ["b"], "missing at Segment") == 1
+    assert statuses(path) == {"a": "acknowledged", "b": "pending", "c": "pending"}
+    with sqlite3.connect(path) as con:
+        assert con.execute(
+            "SELECT attempts, last_http_status, error, acked_at FROM ledger WHERE message_id='b'"
+        ).fetchone() == (3, 200, "missing at Segment", None)
+    ledger.close()
+
+
+def test_a_version_1_ledger_is_migrated_in_place(tmp_path):
+    path = tmp_path / "ledger.sqlite"
+    with sqlite3.connect(path) as con:
+        # Schema version 1: per-event status in table "ledger".
+        con.executescript(
+            """
+            CREATE TABLE ledger (seq INTEGER PRIMARY KEY, connector TEXT NOT NULL,
+                message_id TEXT NOT NULL, currents_id TEXT NOT NULL, currents_event_type TEXT,
+                app_group_id TEXT, segment_workspace TEXT NOT NULL, segment_source TEXT NOT NULL,
+                event_timestamp TEXT, date_hour TEXT, payload_bytes INTEGER, batch_id INTEGER,
+                status TEXT NOT NULL, reason TEXT, attempts INTEGER NOT NULL DEFAULT 0,
+                last_http_status INTEGER, error TEXT, queued_at TEXT NOT NULL, sent_at TEXT,
+                acked_at TEXT, UNIQUE (connector, message_id));
+            CREATE TABLE batches (batch_id INTEGER PRIMARY KEY, run_id TEXT NOT NULL,
+                connector TEXT NOT NULL, events INTEGER NOT NULL, body_bytes INTEGER NOT NULL,
+                status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+                last_http_status INTEGER, error TEXT, created_at TEXT NOT NULL, finished_at TEXT);
+            CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
+            INSERT INTO meta VALUES ('schema_version', '1');
+            INSERT INTO batches VALUES (1, 'r', 'c1', 1, 9, 'acknowledged', 2, 200, NULL, 't', 't');
+            INSERT INTO ledger (connector, message_id, currents_id, segment_workspace,
+                segment_source, batch_id, status, attempts, last_http_status, queued_at, acked_at)
+            VALUES ('c1', 'a', 'a', 'w', 's', 1, 'acknowledged', 2, 200, 't', 't'),
+                ('c1', 'b', 'b', 'w', 's', 1, 'pending', 2, 200, 't', NULL);
+            """
+        )
+    ledger = Ledger(path)
+    assert statuses(path) == {"a": "acknowledged", "b": "pending"}
+    assert [m for _, m, _ in ledger.open_rows("c1")] == ["b"]
+    ledger.enqueue([row("c")])
+    assert ledger.count_rows("c1") == 3
+    ledger.close()
+    with sqlite3.connect(path) as con:
+        assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (
+            "2",
+        )

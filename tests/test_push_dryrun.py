@@ -18,19 +18,22 @@ from test_push_support import build_outbox, connector, make_rows, write_connecto
 
 
 def test_batches_respect_count_and_serialized_bytes():
+    import pyarrow as pa
+
     policy = PushSettings(max_batch_events=3, max_batch_bytes=2000)
     # 700+1+700+1+10 fits; the 4th event breaks the count; 1000+1+1000 breaks the bytes.
     sizes = [700, 700, 10, 10, 10, 10, 1000, 1000, 1900, 5]
-    payloads = ["x" * n for n in sizes]
-    batches = list(push._batches(list(range(len(sizes))), payloads, sizes, policy))
-    assert [b[0] for b in batches] == [[0, 1, 2], [3, 4, 5], [6], [7], [8, 9]]
-    for seqs, items, used in batches:
-        body = (
-            b'{"batch":[' + ",".join(items).encode() + b'],"sentAt":"2026-11-23T14:45:00.123456Z"}'
-        )
-        assert len(seqs) <= 3
-        assert used == len(",".join(items).encode())
+    payloads = [chr(ord("a") + i) * n for i, n in enumerate(sizes)]
+    cuts = push._cut_batches(sizes, policy)
+    assert cuts == [(0, 3), (3, 6), (6, 7), (7, 8), (8, 10)]
+    # Each batch's items are its events joined with commas, from an Arrow array slice.
+    items = push._batch_items(pa.array(payloads), cuts)
+    assert items == [",".join(payloads[a:b]).encode() for a, b in cuts]
+    for (a, b), joined in zip(cuts, items, strict=True):
+        body = b'{"batch":[' + joined + b'],"sentAt":"2026-11-23T14:45:00.123456Z"}'
+        assert b - a <= 3
         assert len(body) <= 2000
+    assert push._batch_items(pa.array(payloads), cuts[2:4]) == [b"g" * 1000, b"h" * 1000]
 
 
 def test_dry_run_writes_batches_and_leaves_the_ledger_untouched(cs_home, monkeypatch):

@@ -144,3 +144,25 @@ def test_missing_warehouse_is_a_run_error(cs_home, keys):
     duckdb.connect(str(settings.warehouse_path())).close()
     with pytest.raises(push.PushError, match="outbox marts.fct_segment_outbox is not readable"):
         push.run_push(config, push.PushOptions(api_base="http://127.0.0.1:9", progress=False))
+
+
+def test_a_gate_failure_in_a_later_chunk_stops_there_after_the_earlier_chunks(cs_home, keys):
+    # Chunks are read and validated one ahead of the sends: the failure still lands in order.
+    rows = make_rows(60, seed=12)
+    ordered = sorted(r[0] for r in rows)  # ledger order: by messageId
+    bad = next(i for i, r in enumerate(rows) if r[0] == ordered[25])
+    rows[bad] = rows[bad][:3] + ("Email Sentt",) + rows[bad][4:]
+    build_outbox(settings.warehouse_path(), rows)
+    limits = {"gate_chunk_events": 10, "max_batch_events": 5}
+    with running_emulator(emulator_config(), cs_home / "store") as emu:
+        result = run(cs_home, [connector("us")], emu, limits)
+        emu.flush()
+    summary = result.connectors[0]
+    assert result.exit_code == 1
+    assert summary.stopped.startswith("gate failed (10 rows): ")
+    assert [p.rsplit("/", 1)[1] for p in summary.gate_reports] == ["gate-us-0003.json"]
+    assert (summary.sent, summary.acknowledged_now, summary.pending) == (20, 20, 40)
+    assert sorted(stored_ids(cs_home / "store", "braze_us")) == ordered[:20]
+    assert ledger_rows("SELECT count(*) FROM ledger WHERE error LIKE 'blocked by the gate%'") == [
+        (10,)
+    ]

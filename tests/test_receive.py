@@ -179,6 +179,22 @@ def test_ledger_snapshot_copies_the_sqlite_ledger(tmp_path):
         ("m1", "acknowledged", None, 1, datetime(2026, 11, 1, 10, 0, 2)),
         ("m2", "skipped", "no_external_user_id", 0, None),
     ]
+    # The pusher's own ledger: an acknowledgement lives on the batch row, read through the view.
+    from currents_segment.ledger import Ledger
+
+    real = Ledger(tmp_path / "real.sqlite")
+    real.enqueue(
+        [("c1", m, m, "users.messages.email.Send", "ag", "w", "s", None, None, 9, "pending", None,
+          None, "2026-11-01 10:00:00.000000") for m in ("r1", "r2")]
+    )  # fmt: skip
+    seqs = [s for s, _, _ in real.open_rows("c1")]
+    real.finish_batch(real.start_batch("run", "c1", seqs[:1], 9), seqs[:1], True, 2, 200, None)
+    real.close()
+    assert receive.snapshot_ledger(con, tmp_path / "real.sqlite") == 2
+    assert con.execute(
+        "select message_id, status, attempts, last_http_status, acked_at is not null"
+        " from ledger.events order by 1"
+    ).fetchall() == [("r1", "acknowledged", 2, 200, True), ("r2", "pending", 0, None, False)]
     assert receive.snapshot_ledger(con, tmp_path / "none.sqlite") == 0
     sqlite3.connect(tmp_path / "other.sqlite").execute("create table x (a)").connection.close()
     with pytest.raises(receive.ReceiveError, match="other.sqlite: no ledger table"):

@@ -70,7 +70,9 @@ async def serve(
     from .emulator_server import Emulator, HttpServer
     from .emulator_store import StoreWriter
 
-    emulator = Emulator(config, StoreWriter(store_dir))
+    store = StoreWriter(store_dir)
+    store.warm_up()
+    emulator = Emulator(config, store)
     emulator.restore()
     # The buffer holds hundreds of thousands of acyclic dicts: frequent full collections
     # would traverse them all for nothing.

@@ -31,7 +31,14 @@ from typing import Any
 import orjson
 
 from .emulator_config import EmulatorConfig, Faults, Source, fingerprint
-from .emulator_store import PendingWrites, StoreWriter, flatten, load_history, snake_cached
+from .emulator_store import (
+    ROW_COLUMNS,
+    PendingWrites,
+    StoreWriter,
+    flatten,
+    load_history,
+    snake_cached,
+)
 from .emulator_volume import VolumeQueryError, events_volume
 
 log = logging.getLogger("currents_segment.emulator")
@@ -254,7 +261,7 @@ class Emulator:
         loss_rng, dup_rng = self._rng["loss"], self._rng["duplicate"]
         seen = self.seen
         window = self.window_us
-        kept = self.pending.kept
+        keep = self.pending.keep
         slug = source.slug
         minute = now // 60_000_000 * 60
         can_be_revoked = source.revoked or bool(source.revoked_windows)
@@ -310,32 +317,35 @@ class Emulator:
                 self._drop(mid, "injected_loss", source, now, event_text, timestamp)
                 continue
             seen[mid] = now
-            row: dict[str, Any] = {
-                "id": mid,
-                "anonymous_id": None if anonymous_id is None else str(anonymous_id),
-                "user_id": None if user_id is None else str(user_id),
-                "event": event,
-                "event_text": event_text,
-                "received_at": now,
-                "sent_at": sent_at,
-                "timestamp": timestamp,
-                "original_timestamp": original,
-            }
+            names = list(ROW_COLUMNS)
+            values = [
+                mid,
+                None if anonymous_id is None else str(anonymous_id),
+                None if user_id is None else str(user_id),
+                event,
+                event_text,
+                now,
+                sent_at,
+                timestamp,
+                original,
+            ]
             context = item.get("context")
             if top_context:
                 context = {**top_context, **context} if isinstance(context, dict) else top_context
             if isinstance(context, dict) and context:
-                flatten("context_", context, row)
-            props: dict[str, Any] = {}
+                flatten("context_", context, names, values)
+            prop_names: list[str] = []
             properties = item.get("properties")
             if isinstance(properties, dict) and properties:
-                flatten("", properties, props)
-            kept.append((slug, row, props))
+                flatten("", properties, prop_names, values)
+            shape = (slug, event, tuple(names), tuple(prop_names))
+            row = tuple(values)
+            keep(shape, row)
             self.volume[(slug, event_text, minute)] += 1
             self.kept_by_source[slug] += 1
             if f.duplicate_delivery_rate and dup_rng.random() < f.duplicate_delivery_rate:
                 self.faults_injected["duplicate_delivery"] += 1
-                kept.append((slug, row, props))
+                keep(shape, row)
                 self.pending.duplicated.append(
                     {
                         "message_id": mid,
@@ -414,9 +424,7 @@ class Emulator:
                 )
             except Exception:
                 # Keep the rows: put them back in front of what arrived meanwhile.
-                self.pending.kept[:0] = pending.kept
-                self.pending.dropped[:0] = pending.dropped
-                self.pending.duplicated[:0] = pending.duplicated
+                self.pending.put_back(pending)
                 self.stats["flush_errors"] += 1
                 raise
 

@@ -7,8 +7,8 @@ Layout (see docs/architecture.md, "Emulator store")::
     <store>/_emulator/dropped/part-*.parquet           accepted with 200 but not kept, and why
     <store>/_emulator/duplicated/part-*.parquet        injected duplicate deliveries
 
-Rows are buffered in memory and written in bulk by DuckDB (JSON -> Parquet), each part under
-a temporary name first and renamed, so a reader never sees a half-written file.
+Rows are buffered in memory and written in bulk as Arrow columns (pyarrow -> Parquet), each part
+under a temporary name first and renamed, so a reader never sees a half-written file.
 """
 
 from __future__ import annotations
@@ -17,12 +17,16 @@ import os
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from .emulator_config import EMULATOR_SCHEMA
 
@@ -123,41 +127,82 @@ def snake_cached(name: str) -> str:
 _FLAT_NAMES: dict[str, dict[str, str]] = {}
 
 
-def flatten(prefix: str, obj: dict[str, Any], out: dict[str, Any]) -> None:
-    """Nested objects -> ``prefix_key_subkey`` columns; arrays are kept as JSON text.
+def flatten(prefix: str, obj: dict[str, Any], names: list[str], values: list[Any]) -> None:
+    """Nested objects -> ``prefix_key_subkey`` columns (appended to ``names`` and ``values``);
+    arrays are kept as JSON text.
 
-    Segment's warehouses flatten objects the same way and store arrays as strings.
+    Segment's warehouses flatten objects the same way and store arrays as strings. Two keys can
+    give one name (``emailAddress``, ``email_address``): the writer keeps the last value.
     """
-    names = _FLAT_NAMES.get(prefix)
-    if names is None:
-        names = {}
+    cache = _FLAT_NAMES.get(prefix)
+    if cache is None:
+        cache = {}
         if len(_FLAT_NAMES) < 10_000:  # bounded: prefixes come from clients' keys
-            _FLAT_NAMES[prefix] = names
+            _FLAT_NAMES[prefix] = cache
     for key, value in obj.items():
-        name = names.get(key)
+        name = cache.get(key)
         if name is None:
             name = prefix + snakecase(str(key))
-            if len(names) < 10_000:  # bounded: keys come from clients
-                names[key] = name
+            if len(cache) < 10_000:  # bounded: keys come from clients
+                cache[key] = name
         kind = type(value)
         if kind is dict:
-            flatten(name + "_", value, out)
+            flatten(name + "_", value, names, values)
         elif kind is list:
-            out[name] = orjson.dumps(value).decode()
+            names.append(name)
+            values.append(orjson.dumps(value).decode())
         else:
-            out[name] = value
+            names.append(name)
+            values.append(value)
+
+
+# A kept row's common columns, in this order, before its context_* columns.
+ROW_COLUMNS = TRACK_COLUMNS[:9]
+
+# (source slug, snake_cased event, row column names, property names): one table shape.
+Shape = tuple[str, str, tuple[str, ...], tuple[str, ...]]
 
 
 @dataclass
 class PendingWrites:
-    """What the server buffered since the last flush."""
+    """What the server buffered since the last flush.
 
-    kept: list[tuple[str, dict[str, Any], dict[str, Any]]] = field(default_factory=list)
+    Kept rows are bucketed by shape as they arrive: the values of the row columns then of the
+    properties, in the shape's order. The writer transposes each bucket into columns.
+    """
+
+    kept: dict[Shape, list[tuple[Any, ...]]] = field(default_factory=dict)
+    kept_rows: int = 0
     dropped: list[dict[str, Any]] = field(default_factory=list)
     duplicated: list[dict[str, Any]] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.kept) + len(self.dropped) + len(self.duplicated)
+        return self.kept_rows + len(self.dropped) + len(self.duplicated)
+
+    def keep(self, shape: Shape, values: tuple[Any, ...]) -> None:
+        bucket = self.kept.get(shape)
+        if bucket is None:
+            bucket = self.kept[shape] = []
+        bucket.append(values)
+        self.kept_rows += 1
+
+    def put_back(self, older: PendingWrites) -> None:
+        """A failed flush: its rows go back in front of what arrived meanwhile."""
+        merged = {shape: list(rows) for shape, rows in older.kept.items()}
+        for shape, rows in self.kept.items():
+            merged.setdefault(shape, []).extend(rows)
+        self.kept = merged
+        self.kept_rows += older.kept_rows
+        self.dropped[:0] = older.dropped
+        self.duplicated[:0] = older.duplicated
+
+    def kept_dicts(self) -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
+        """(source slug, row, properties) of every kept row, as dicts."""
+        for (slug, _event, row_names, prop_names), rows in self.kept.items():
+            n = len(row_names)
+            for values in rows:
+                row = dict(zip(row_names, values[:n], strict=True))
+                yield slug, row, dict(zip(prop_names, values[n:], strict=True))
 
 
 class StoreWriter:
@@ -166,61 +211,49 @@ class StoreWriter:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        self._tmp = self.root / EMULATOR_SCHEMA / "tmp"
-        self._tmp.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._run = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.getpid()}"
         self._seq = 0
         self.parts_written = 0
         self.rows_written = 0
 
+    @staticmethod
+    def warm_up() -> None:
+        """pyarrow's first Parquet write imports pandas (about 0.7 CPU-s): pay it at start-up,
+        not in the middle of the first flush."""
+        pq.write_table(pa.table({"warm_up": [1]}), pa.BufferOutputStream())
+
     def write(self, pending: PendingWrites) -> dict[str, int]:
         """Write every buffered row; returns rows written per table (``schema.table``)."""
         with self._lock:
-            by_source: dict[str, dict[str, list[dict[str, Any]]]] = {}
-            for slug, row, props in pending.kept:
-                event_row = dict(row)
-                for key, value in props.items():
-                    if key in row or key == "uuid_ts" or key.startswith("context_"):
-                        key = PROPERTY_COLLISION_PREFIX + key
-                    event_row[key] = value
-                by_source.setdefault(slug, {}).setdefault(row["event"], []).append(event_row)
+            by_source: dict[str, dict[str, list[tuple[Shape, list[tuple[Any, ...]]]]]] = {}
+            for shape, rows in pending.kept.items():
+                by_source.setdefault(shape[0], {}).setdefault(shape[1], []).append((shape, rows))
             written: dict[str, int] = {}
-            if not (by_source or pending.dropped or pending.duplicated):
-                return written
-            con = duckdb.connect()
-            try:
-                con.execute("SET threads TO 1")  # the event loop needs the other core
-                for slug, tables in by_source.items():
-                    loaded = []
-                    for table, rows in tables.items():
-                        columns = self._load(con, "_rows_" + str(len(loaded)), rows)
-                        self._copy(con, slug, table, "_rows_" + str(len(loaded)), columns)
-                        loaded.append(columns)
-                        written[f"{slug}.{table}"] = len(rows)
-                    # tracks = the common and context columns of every per-event table
-                    union = " UNION ALL BY NAME ".join(
-                        "SELECT "
-                        + ", ".join(_ident(c) for c in cols if _is_track_column(c))
-                        + f" FROM _rows_{i}"
-                        for i, cols in enumerate(loaded)
+            uuid_ts = datetime.now(UTC).replace(tzinfo=None)
+            for slug, tables in by_source.items():
+                track_parts: list[dict[str, pa.Array]] = []
+                n = 0
+                for table, shapes in tables.items():
+                    columns, rows = _event_columns(shapes)
+                    self._write_part(slug, table, _with_uuid_ts(columns, rows, uuid_ts))
+                    track_parts.append(
+                        {name: array for name, array in columns.items() if _is_track_column(name)}
                     )
-                    columns = sorted({c for cols in loaded for c in cols if _is_track_column(c)})
-                    self._copy(con, slug, "tracks", f"({union})", columns)
-                    written[f"{slug}.tracks"] = sum(len(r) for r in tables.values())
-                    for i in range(len(loaded)):
-                        con.execute(f"DROP TABLE _rows_{i}")
-                for table, rows in (
-                    ("dropped", pending.dropped),
-                    ("duplicated", pending.duplicated),
-                ):
-                    if rows:
-                        columns = self._load(con, "_rows_emu", rows)
-                        self._copy(con, EMULATOR_SCHEMA, table, "_rows_emu", columns)
-                        con.execute("DROP TABLE _rows_emu")
-                        written[f"{EMULATOR_SCHEMA}.{table}"] = len(rows)
-            finally:
-                con.close()
+                    written[f"{slug}.{table}"] = rows
+                    n += rows
+                # tracks = the common and context columns of every per-event table
+                self._write_part(
+                    slug, "tracks", _with_uuid_ts(_concat_columns(track_parts), n, uuid_ts)
+                )
+                written[f"{slug}.tracks"] = n
+            for table, rows in (("dropped", pending.dropped), ("duplicated", pending.duplicated)):
+                if rows:
+                    names = list(dict.fromkeys(k for r in rows[:1] for k in r))
+                    names += sorted({k for r in rows for k in r} - set(names))
+                    columns = {name: _to_arrow(name, [r.get(name) for r in rows]) for name in names}
+                    self._write_part(EMULATOR_SCHEMA, table, columns)
+                    written[f"{EMULATOR_SCHEMA}.{table}"] = len(rows)
             return written
 
     def rescue(self, pending: PendingWrites) -> Path:
@@ -228,7 +261,7 @@ class StoreWriter:
         path = self.root / EMULATOR_SCHEMA / "unflushed" / f"rows-{self._run}.ndjson"
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("ab") as fh:
-            for slug, row, props in pending.kept:
+            for slug, row, props in pending.kept_dicts():
                 fh.write(
                     orjson.dumps({"table": "kept", "source": slug, "row": row, "properties": props})
                     + b"\n"
@@ -238,51 +271,135 @@ class StoreWriter:
                     fh.write(orjson.dumps({"table": table, "row": row}) + b"\n")
         return path
 
-    def _load(
-        self, con: duckdb.DuckDBPyConnection, name: str, rows: list[dict[str, Any]]
-    ) -> list[str]:
-        """Rows -> a temporary DuckDB table (through JSON, parsed once); its columns."""
-        self._seq += 1
-        # One JSON array: a single orjson call costs a fraction of one call per row.
-        array = self._tmp / f"rows-{self._run}-{self._seq:06d}.json"
-        array.write_bytes(orjson.dumps(rows))
-        try:
-            con.execute(
-                f"CREATE TEMP TABLE {name}_raw AS SELECT * FROM read_json('{_sql_str(array)}', "
-                "format='array', sample_size=-1, maximum_object_size=67108864)"
-            )
-        finally:
-            array.unlink(missing_ok=True)
-        described = con.execute(f"DESCRIBE {name}_raw").fetchall()
-        typed = ", ".join(_typed_sql(column, str(kind)) for column, kind, *_ in described)
-        con.execute(f"CREATE TEMP TABLE {name} AS SELECT {typed} FROM {name}_raw")
-        con.execute(f"DROP TABLE {name}_raw")
-        return [d[0] for d in described]
-
-    def _copy(
-        self,
-        con: duckdb.DuckDBPyConnection,
-        schema: str,
-        table: str,
-        relation: str,
-        columns: list[str],
-    ) -> None:
+    def _write_part(self, schema: str, table: str, columns: dict[str, pa.Array]) -> None:
         """One Parquet part, written under a temporary name and renamed when complete."""
         self._seq += 1
         stem = f"part-{self._run}-{self._seq:06d}"
-        select = ", ".join(_column_sql(schema, c) for c in _ordered(schema, columns))
+        names = _ordered(schema, list(columns))
+        arrow = pa.table({name: columns[name] for name in names})
         out_dir = self.root / schema / table
         out_dir.mkdir(parents=True, exist_ok=True)
         partial = out_dir / f".{stem}.parquet.tmp"
-        con.execute(
-            f"COPY (SELECT {select} FROM {relation}) "
-            f"TO '{_sql_str(partial)}' (FORMAT parquet, COMPRESSION zstd)"
-        )
+        pq.write_table(arrow, partial, compression="zstd")
         os.replace(partial, out_dir / f"{stem}.parquet")
         self.parts_written += 1
-        self.rows_written += con.execute(
-            f"SELECT count(*) FROM read_parquet('{_sql_str(out_dir / f'{stem}.parquet')}')"
-        ).fetchone()[0]
+        self.rows_written += arrow.num_rows
+
+
+def _event_columns(
+    shapes: list[tuple[Shape, list[tuple[Any, ...]]]],
+) -> tuple[dict[str, pa.Array], int]:
+    """Columns of one per-event table and its row count: the row's columns, then the properties
+    (a property whose name collides with a common or context column gets ``property_``)."""
+    row_names: dict[str, None] = {}
+    prop_names: dict[str, None] = {}
+    for (_slug, _event, names, props), _rows in shapes:
+        row_names.update(dict.fromkeys(names))
+        prop_names.update(dict.fromkeys(props))
+    names_of = {("r", k): k for k in row_names}
+    for key in prop_names:
+        collides = key in row_names or key == "uuid_ts" or key.startswith("context_")
+        names_of[("p", key)] = PROPERTY_COLLISION_PREFIX + key if collides else key
+    values: dict[tuple[str, str], list[Any]] = {k: [] for k in names_of}
+    total = 0
+    for (_slug, _event, names, props), rows in shapes:
+        present = [("r", k) for k in names] + [("p", k) for k in props]
+        if len(set(present)) < len(present):
+            # Two keys flattened to one name: the last value wins, as in a dict.
+            present, rows = _last_wins(present, rows)
+        # Transpose in C (zip), then pad the columns this shape lacks with nulls.
+        for key, column in zip(present, zip(*rows, strict=True), strict=True):
+            values[key].extend(column)
+        if len(present) < len(values):
+            padding = [None] * len(rows)
+            for key in values.keys() - set(present):
+                values[key].extend(padding)
+        total += len(rows)
+    columns = {names_of[key]: _to_arrow(names_of[key], column) for key, column in values.items()}
+    return columns, total
+
+
+def _last_wins(
+    present: list[tuple[str, str]], rows: list[tuple[Any, ...]]
+) -> tuple[list[tuple[str, str]], list[tuple[Any, ...]]]:
+    keep = list({key: i for i, key in enumerate(present)}.items())
+    return [key for key, _ in keep], [tuple(row[i] for _, i in keep) for row in rows]
+
+
+_STRING_TYPES = (pa.string(), pa.large_string())
+
+
+def _to_arrow(column: str, values: list[Any]) -> pa.Array:
+    """Warehouse types: times from epoch microseconds, ids as text, mixed or all-null values as
+    text (a string stays a plain string, anything else its JSON text)."""
+    if column in _TIME_COLUMNS:
+        return pa.array(values, pa.int64()).cast(pa.timestamp("us"))
+    first = next((v for v in values if v is not None), None)
+    try:
+        # Text is the common case: saying so skips Arrow's type inference (an int among the
+        # strings raises, and inference decides).
+        array = pa.array(values, pa.string()) if type(first) is str else pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        try:
+            array = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            array = None
+    if array is None or not (
+        pa.types.is_string(array.type)
+        or pa.types.is_boolean(array.type)
+        or pa.types.is_int64(array.type)
+        or pa.types.is_float64(array.type)
+    ):
+        return pa.array(
+            [v if v is None or type(v) is str else orjson.dumps(v).decode() for v in values],
+            pa.string(),
+        )
+    if column in TRACK_COLUMNS or column in DROPPED_COLUMNS:
+        return array if array.type in _STRING_TYPES else array.cast(pa.string())
+    return array
+
+
+def _concat_columns(parts: list[dict[str, pa.Array]]) -> dict[str, pa.Array]:
+    """UNION ALL BY NAME of per-event tables: missing columns are nulls; a column whose types
+    differ between tables becomes DOUBLE (all numeric) or text."""
+    names = sorted({name for part in parts for name in part})
+    out: dict[str, pa.Array] = {}
+    for name in names:
+        arrays = [part.get(name) for part in parts]
+        types = {a.type for a in arrays if a is not None and a.type != pa.null()}
+        if not types:
+            target = pa.string()
+        elif len(types) == 1:
+            target = types.pop()
+        elif all(pa.types.is_integer(t) or pa.types.is_floating(t) for t in types):
+            target = pa.float64()
+        else:
+            target = pa.string()
+        chunks = []
+        for part, array in zip(parts, arrays, strict=True):
+            if array is None:
+                n = len(next(iter(part.values())))
+                chunks.append(pa.nulls(n, target))
+            elif array.type != target:
+                chunks.append(_cast_text(array) if target == pa.string() else array.cast(target))
+            else:
+                chunks.append(array)
+        out[name] = pa.concat_arrays(chunks)
+    return out
+
+
+def _cast_text(array: pa.Array) -> pa.Array:
+    if pa.types.is_boolean(array.type) or pa.types.is_integer(array.type):
+        return array.cast(pa.string())
+    return pa.array(
+        [v if v is None or type(v) is str else orjson.dumps(v).decode() for v in array.to_pylist()],
+        pa.string(),
+    )
+
+
+def _with_uuid_ts(columns: dict[str, pa.Array], n: int, when: datetime) -> dict[str, pa.Array]:
+    """Segment's load time column, the same for every row of a flush."""
+    return {**columns, "uuid_ts": pa.array([when] * n, pa.timestamp("us"))}
 
 
 def _is_track_column(column: str) -> bool:
@@ -304,25 +421,6 @@ def _ordered(schema: str, columns: list[str]) -> list[str]:
     context = sorted(c for c in columns if c.startswith("context_"))
     rest = sorted(c for c in columns if c not in TRACK_COLUMNS and not c.startswith("context_"))
     return common + context + rest
-
-
-def _column_sql(schema: str, column: str) -> str:
-    if column == "uuid_ts" and schema != EMULATOR_SCHEMA:
-        return "CAST(now() AT TIME ZONE 'UTC' AS TIMESTAMP) AS uuid_ts"
-    return _ident(column)
-
-
-def _typed_sql(column: str, kind: str) -> str:
-    """Warehouse types: times from epoch microseconds, ids as text, mixed JSON as text."""
-    ident = _ident(column)
-    if column in _TIME_COLUMNS:
-        return f"make_timestamp(CAST({ident} AS BIGINT)) AS {ident}"
-    if kind == "JSON":
-        # all-null or mixed-type values: unquoted text (a string stays a plain string)
-        return f"json_extract_string({ident}, '$') AS {ident}"
-    if column in TRACK_COLUMNS or column in DROPPED_COLUMNS:
-        return f"CAST({ident} AS VARCHAR) AS {ident}"
-    return ident
 
 
 # ---------------------------------------------------------------------------------------------

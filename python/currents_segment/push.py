@@ -18,12 +18,13 @@ import email.utils
 import json
 import logging
 import os
+import queue
 import random
 import secrets
 import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -32,6 +33,8 @@ from typing import Any
 
 import click
 import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from currents_segment import catalogue, settings
 from currents_segment.connectors import (
@@ -304,19 +307,22 @@ def _enqueue(
     if not connector.all_workspaces:
         where += " AND list_contains(?, o.app_group_id)"
         params_where.append(list(connector.braze_workspaces))
-    # Size of the payload as sent: workspace-scoped ids replace the Currents id in the JSON.
+    # Size of the payload as sent: workspace-scoped ids replace the Currents id in the JSON. The
+    # outbox's payload_bytes (UTF-8 bytes of payload_json) spares reading the payloads here; the
+    # send re-measures every payload it joins, so an oversize event is never sent either way.
     sql = f"""
         WITH rows AS (
             SELECT {sent_id} AS sent_id, o.message_id, o.currents_event_type, o.app_group_id,
                 strftime(o.event_timestamp, '%Y-%m-%d %H:%M:%S.%f') AS event_ts,
                 strftime(o.date_hour, '%Y-%m-%d %H:%M:%S.%f') AS date_hour,
-                strlen(o.payload_json) AS raw_bytes,
+                o.payload_bytes AS raw_bytes,
                 coalesce(o.is_sendable, false) AS is_sendable,
                 coalesce(o.not_sendable_reason, 'unknown') AS not_sendable_reason
             FROM {table} o WHERE {where}
         ), sized AS (
             SELECT *, raw_bytes + strlen(sent_id) - strlen(message_id) AS bytes FROM rows
         )
+        -- Ledger.enqueue_outbox's column order: fetched rows go to SQLite as they are.
         SELECT sent_id, message_id, currents_event_type, app_group_id, event_ts, date_hour, bytes,
             CASE
                 WHEN NOT is_sendable AND not_sendable_reason = 'oversize' THEN 'rejected'
@@ -342,17 +348,12 @@ def _enqueue(
         ORDER BY sent_id
     """
     before = ledger.count_rows(connector.name)
+    queued_at = now_text()
     cur = con.execute(sql, params + params_where)
-    const = (connector.name, connector.segment_workspace, connector.segment_source, now_text())
-    while True:
-        chunk = cur.fetchmany(100_000)
-        if not chunk:
-            break
-        ledger.enqueue(
-            (const[0], r[0], r[1], r[2], r[3], const[1], const[2], r[4], r[5], r[6], r[7], r[8],
-             r[9], const[3])
-            for r in chunk
-        )  # fmt: skip
+    while chunk := cur.fetchmany(100_000):
+        ledger.enqueue_outbox(
+            connector.name, connector.segment_workspace, connector.segment_source, queued_at, chunk
+        )
     return ledger.count_rows(connector.name) - before
 
 
@@ -361,17 +362,38 @@ def _payload_chunks(
     open_rows: list[tuple[int, str, str]],
     table: str,
     chunk_rows: int,
-) -> Iterator[Any]:
-    """The open rows joined to their outbox payloads, spliced to the sent messageId."""
-    import pandas as pd
+) -> Iterator[pa.RecordBatch]:
+    """The open rows joined to their outbox payloads, spliced to the sent messageId, as Arrow
+    record batches of at most ``chunk_rows`` rows (no Python object per event).
 
-    pending = pd.DataFrame(open_rows, columns=["seq", "sent_id", "currents_id"])
-    pending["ord"] = range(len(pending))
+    One query per chunk of open rows: the first chunk is ready after one join of ``chunk_rows``
+    rows instead of a sort of all of them, so sending starts sooner.
+    """
+    for start in range(0, len(open_rows), chunk_rows):
+        yield from _payload_chunk(con, open_rows[start : start + chunk_rows], table, chunk_rows)
+
+
+def _payload_chunk(
+    con: duckdb.DuckDBPyConnection,
+    open_rows: list[tuple[int, str, str]],
+    table: str,
+    chunk_rows: int,
+) -> Iterator[pa.RecordBatch]:
+    seqs, sent_ids, currents_ids = zip(*open_rows, strict=True) if open_rows else ((), (), ())
+    pending = pa.table(
+        {
+            "seq": pa.array(seqs, pa.int64()),
+            "sent_id": pa.array(sent_ids, pa.string()),
+            "currents_id": pa.array(currents_ids, pa.string()),
+            "ord": pa.array(range(len(open_rows)), pa.int64()),
+        }
+    )
     con.register("cs_push_open_rows", pending)
     try:
-        cur = con.execute(
+        reader = con.execute(
             f"""
-            SELECT *, strlen(payload) AS payload_bytes FROM (
+            SELECT *, strlen(payload) AS payload_bytes, payload IS NOT NULL AS payload_matches_id
+            FROM (
                 SELECT p.seq, p.sent_id AS message_id, o.message_id IS NOT NULL AS in_outbox,
                     CASE
                         WHEN NOT starts_with(o.payload_json, '{_PREFIX}' || p.currents_id || '"')
@@ -388,16 +410,30 @@ def _payload_chunks(
                 ORDER BY p.ord
             )
             """
-        )
-        vectors = max(1, chunk_rows // 2048)
-        while True:
-            df = cur.fetch_df_chunk(vectors)
-            if df is None or len(df) == 0:
-                break
-            df["payload_matches_id"] = df["payload"].notna()
-            yield df
+        ).to_arrow_reader(chunk_rows)
+        for chunk in reader:
+            if chunk.num_rows:
+                yield chunk
     finally:
         con.unregister("cs_push_open_rows")
+
+
+_GATE_COLUMNS = (
+    "message_id",
+    "user_or_anonymous_id",
+    "event",
+    "event_epoch_s",
+    "payload_matches_id",
+)
+
+
+def _gate_frame(chunk: pa.RecordBatch | pa.Table) -> Any:
+    """The gate's columns as pandas (event names as a categorical: a handful of values)."""
+    table = pa.Table.from_batches([chunk]) if isinstance(chunk, pa.RecordBatch) else chunk
+    table = table.select(list(_GATE_COLUMNS))
+    events = table.column("event").dictionary_encode()
+    table = table.set_column(table.schema.get_field_index("event"), "event", events)
+    return table.to_pandas()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -477,24 +513,35 @@ class _Coordinator:
         self.pool.shutdown(wait=True)
 
 
-def _batches(
-    seqs: list[int], payloads: list[str], sizes: list[int], policy: PushSettings
-) -> Iterator[tuple[list[int], list[str], int]]:
-    """Cut events into batches of at most max_batch_events and max_batch_bytes (serialized)."""
+def _cut_batches(sizes: Sequence[int], policy: PushSettings) -> list[tuple[int, int]]:
+    """Cut events (their serialized sizes, in order) into [start, end) batches of at most
+    max_batch_events events and max_batch_bytes bytes once joined with commas and wrapped."""
     budget = policy.max_batch_bytes - _BODY_OVERHEAD
     limit = policy.max_batch_events
-    batch_seqs: list[int] = []
-    batch_items: list[str] = []
+    cuts: list[tuple[int, int]] = []
+    start = 0
     used = 0
-    for seq, payload, size in zip(seqs, payloads, sizes, strict=True):
-        if batch_seqs and (len(batch_seqs) >= limit or used + size + 1 > budget):
-            yield batch_seqs, batch_items, used
-            batch_seqs, batch_items, used = [], [], 0
-        batch_seqs.append(seq)
-        batch_items.append(payload)
-        used += size + (1 if used else 0)
-    if batch_seqs:
-        yield batch_seqs, batch_items, used
+    for i, size in enumerate(sizes):
+        if i > start and (i - start >= limit or used + size + 1 > budget):
+            cuts.append((start, i))
+            start, used = i, 0
+        used += size + (1 if i > start else 0)
+    if start < len(sizes):
+        cuts.append((start, len(sizes)))
+    return cuts
+
+
+def _batch_items(payloads: pa.Array, cuts: list[tuple[int, int]]) -> list[bytes]:
+    """Each batch's events joined with commas, by Arrow (no Python string per event)."""
+    if not cuts:
+        return []
+    offsets = pa.array([start for start, _ in cuts] + [cuts[-1][1]], pa.int32())
+    base = cuts[0][0]
+    lists = pa.ListArray.from_arrays(
+        pc.subtract(offsets, base), payloads.slice(base, cuts[-1][1] - base)
+    )
+    joined = pc.binary_join(lists, ",")
+    return [joined[i].as_buffer().to_pybytes() for i in range(len(joined))]
 
 
 def _push_connector(
@@ -507,8 +554,6 @@ def _push_connector(
     auth: str,
     run_dir: Path,
 ) -> None:
-    from currents_segment import gate
-
     policy = coord.policy
     ledger = coord.ledger
     types = [catalogue.resolve(t).event_type for t in options.event_types]
@@ -523,64 +568,145 @@ def _push_connector(
         return
     if coord.progress is not None:
         coord.tasks[connector.name] = coord.progress.add_task(connector.name, total=len(open_rows))
-    known_events = [t.segment_event for t in catalogue.supported()]
-    chunk_number = 0
-    for df in _payload_chunks(con, open_rows, options.outbox_table, policy.gate_chunk_events):
-        if coord.stop_event(connector.name).is_set():
-            break
-        chunk_number += 1
-        missing = df[~df["in_outbox"]]
-        if len(missing):
-            run.missing_from_outbox += len(missing)
-            ledger.note_error(
-                missing["seq"].tolist(), f"not in the outbox {options.outbox_table}; left pending"
-            )
-            df = df[df["in_outbox"]]
-            if not len(df):
-                continue
-        max_epoch = time.time() + policy.future_tolerance_seconds
-        frame = df[
-            ["message_id", "user_or_anonymous_id", "event", "event_epoch_s", "payload_matches_id"]
-        ].reset_index(drop=True)
-        result = gate.validate_frame(
-            frame,
-            gate.outbox_expectations(known_events, max_epoch),
-            suite_name=f"push-{connector.name}-{chunk_number}",
-        )
-        if not result.success:
-            path = result.write(run_dir / f"gate-{connector.name}-{chunk_number:04d}.json")
-            run.gate_reports.append(str(path))
-            run.stopped = f"{result.describe()} (validation result: {path})"
-            log.error("connector %s blocked by the gate: %s", connector.name, run.stopped)
-            ledger.note_error(df["seq"].tolist(), f"blocked by the gate; see {path}")
-            coord.stop_event(connector.name).set()
-            break
-        seqs = df["seq"].tolist()
-        payloads = df["payload"].tolist()
-        sizes = df["payload_bytes"].tolist()  # UTF-8 bytes (DuckDB's strlen)
-        keep_seqs: list[int] = []
-        keep_payloads: list[str] = []
-        keep_sizes: list[int] = []
-        oversize: list[int] = []
-        for seq, payload, size in zip(seqs, payloads, sizes, strict=True):
-            if size > policy.max_event_bytes:
-                oversize.append(seq)
-            else:
-                keep_seqs.append(seq)
-                keep_payloads.append(payload)
-                keep_sizes.append(size)
-        if oversize:
-            ledger.reject(
-                oversize, "oversize", f"event over Segment's {policy.max_event_bytes}-byte limit"
-            )
-            run.rejected_now += len(oversize)
-            if coord.progress is not None:
-                coord.progress.advance(coord.tasks[connector.name], len(oversize))
-        for batch_seqs, items, _size in _batches(keep_seqs, keep_payloads, keep_sizes, policy):
+    prepared = _prepared_chunks(
+        con,
+        open_rows,
+        options.outbox_table,
+        policy,
+        connector.name,
+        coord.stop_event(connector.name),
+    )
+    try:
+        for chunk in prepared:
             if coord.stop_event(connector.name).is_set():
                 break
-            job = BatchJob(connector, 0, batch_seqs, ",".join(items).encode(), url, auth)
-            coord.submit(job, run)
+            if chunk.missing:
+                run.missing_from_outbox += len(chunk.missing)
+                ledger.note_error(
+                    chunk.missing, f"not in the outbox {options.outbox_table}; left pending"
+                )
+            if chunk.gate is None:
+                continue
+            if not chunk.gate.success:
+                name = f"gate-{connector.name}-{chunk.number:04d}.json"
+                path = chunk.gate.write(run_dir / name)
+                run.gate_reports.append(str(path))
+                run.stopped = f"{chunk.gate.describe()} (validation result: {path})"
+                log.error("connector %s blocked by the gate: %s", connector.name, run.stopped)
+                ledger.note_error(chunk.validated, f"blocked by the gate; see {path}")
+                coord.stop_event(connector.name).set()
+                break
+            if chunk.oversize:
+                ledger.reject(
+                    chunk.oversize,
+                    "oversize",
+                    f"event over Segment's {policy.max_event_bytes}-byte limit",
+                )
+                run.rejected_now += len(chunk.oversize)
+                if coord.progress is not None:
+                    coord.progress.advance(coord.tasks[connector.name], len(chunk.oversize))
+            for seqs, items in chunk.batches:
+                if coord.stop_event(connector.name).is_set():
+                    break
+                coord.submit(BatchJob(connector, 0, seqs, items, url, auth), run)
+    finally:
+        prepared.close()
+
+
+@dataclass
+class _Chunk:
+    """One chunk of open rows, validated and cut into batches, ready for the ledger and HTTP."""
+
+    number: int
+    missing: list[int]  # seqs whose event left the outbox
+    validated: list[int]  # seqs the gate saw
+    gate: Any  # gate.GateResult, None when no row of the chunk is in the outbox
+    oversize: list[int] = field(default_factory=list)
+    batches: list[tuple[list[int], bytes]] = field(default_factory=list)
+
+
+def _prepare_chunk(
+    chunk: pa.RecordBatch, number: int, policy: PushSettings, connector_name: str
+) -> _Chunk:
+    """Gate and batches of one chunk: no ledger access (it runs ahead, in a thread)."""
+    from currents_segment import gate
+
+    missing: list[int] = []
+    in_outbox = chunk.column("in_outbox")
+    if not pc.all(in_outbox).as_py():
+        missing = chunk.filter(pc.invert(in_outbox)).column("seq").to_pylist()
+        chunk = chunk.filter(in_outbox)
+        if not chunk.num_rows:
+            return _Chunk(number, missing, [], None)
+    known_events = [t.segment_event for t in catalogue.supported()]
+    max_epoch = time.time() + policy.future_tolerance_seconds
+    result = gate.validate_frame(
+        _gate_frame(chunk),
+        gate.outbox_expectations(known_events, max_epoch),
+        suite_name=f"push-{connector_name}-{number}",
+    )
+    prepared = _Chunk(number, missing, chunk.column("seq").to_pylist(), result)
+    if not result.success:
+        return prepared
+    # UTF-8 bytes (DuckDB's strlen)
+    oversize = pc.greater(chunk.column("payload_bytes"), policy.max_event_bytes)
+    if pc.any(oversize).as_py():
+        prepared.oversize = chunk.filter(oversize).column("seq").to_pylist()
+        chunk = chunk.filter(pc.invert(oversize))
+    seqs = chunk.column("seq").to_numpy()
+    cuts = _cut_batches(chunk.column("payload_bytes").to_pylist(), policy)
+    items = _batch_items(chunk.column("payload"), cuts)
+    prepared.batches = [
+        (seqs[start:end].tolist(), joined) for (start, end), joined in zip(cuts, items, strict=True)
+    ]
+    return prepared
+
+
+def _prepared_chunks(
+    con: duckdb.DuckDBPyConnection,
+    open_rows: list[tuple[int, str, str]],
+    table: str,
+    policy: PushSettings,
+    connector_name: str,
+    stop: threading.Event,
+) -> Generator[_Chunk, None, None]:
+    """Chunks read, validated and batched one ahead, in a thread, while the caller sends the
+    previous one: the outbox read (DuckDB) and the gate overlap with the requests."""
+    ready: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
+    closing = threading.Event()
+
+    def produce() -> None:
+        try:
+            chunks = _payload_chunks(con, open_rows, table, policy.gate_chunk_events)
+            for number, chunk in enumerate(chunks, start=1):
+                if stop.is_set() or closing.is_set():
+                    break
+                _put(("chunk", _prepare_chunk(chunk, number, policy, connector_name)))
+            _put(("end", None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            _put(("error", exc))
+
+    def _put(item: tuple[str, Any]) -> None:
+        while not closing.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    worker = threading.Thread(target=produce, name="push-prepare", daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, value = ready.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        closing.set()
+        worker.join()
 
 
 def _finish_counts(ledger: Ledger, run: ConnectorRun, policy: PushSettings) -> ConnectorCounts:

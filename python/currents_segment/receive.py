@@ -664,7 +664,10 @@ def receive_volumes(
 
 
 def _ledger_table(db: sqlite3.Connection, path: Path) -> str:
-    tables = [r[0] for r in db.execute("select name from sqlite_master where type = 'table'")]
+    # ledger.py's "ledger" is a view over its event and batch tables (schema version 2).
+    tables = [
+        r[0] for r in db.execute("select name from sqlite_master where type in ('table', 'view')")
+    ]
     candidates = []
     for t in tables:
         cols = {r[1] for r in db.execute(f"pragma table_info({_q(t)})")}
