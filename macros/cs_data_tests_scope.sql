@@ -159,14 +159,18 @@
     {%- set test = model.get('test_metadata') or {} -%}
     {%- set node = cs_model_node(relation.identifier) -%}
     {%- if test.get('name') == 'unique_combination_of_columns' and node.config.materialized != 'view' -%}
-        {#- Every row whose key is a new row's key: a new key that repeats any row fails. -#}
+        {#- Every row whose key is a new row's key: a new key that repeats any row fails. An
+            uncorrelated join to the distinct new keys (a correlated exists made DuckDB de-duplicate
+            every row's key: 3.5 s against 0.3 s on 10M rows). -#}
+        {%- set keys = test.kwargs.combination_of_columns -%}
         {%- set matches = [] -%}
-        {%- for column in test.kwargs.combination_of_columns -%}
+        {%- for column in keys -%}
             {%- do matches.append('cs_new.' ~ column ~ ' is not distinct from cs_all.' ~ column) -%}
         {%- endfor -%}
-        {%- set filtered = '(select * from ' ~ relation ~ ' as cs_all where exists (select 1 from '
-            ~ relation ~ ' as cs_new where (' ~ conditions | join(') and (') ~ ') and '
-            ~ matches | join(' and ') ~ ')' ~ (' and (' ~ where ~ ')' if where else '') ~ ') dbt_subquery' -%}
+        {%- set filtered = '(select cs_all.* from (select * from ' ~ relation
+            ~ (' where ' ~ where if where else '') ~ ') as cs_all inner join (select distinct '
+            ~ keys | join(', ') ~ ' from ' ~ relation ~ ' where (' ~ conditions | join(') and (')
+            ~ ')) as cs_new on ' ~ matches | join(' and ') ~ ') dbt_subquery' -%}
         {{ return(filtered) }}
     {%- endif -%}
     {{ return('(select * from ' ~ relation ~ ' where (' ~ conditions | join(') and (') ~ ')) dbt_subquery') }}
