@@ -352,3 +352,63 @@ def test_unknown_excluded_event_type_is_a_clear_dbt_error(warehouse):
     assert result.exit_code == transform.EXIT_DBT_ERROR
     messages = " ".join(n.message for n in result.failing_nodes) + (result.exception or "")
     assert "outbox_excluded_event_types" in messages and "users.messages.email.Sent" in messages
+
+
+def _copy_with_new_export(warehouse: Path, home: Path, name: str, seed: int) -> tuple[Path, Path]:
+    """A copy of the built warehouse with a small generated export landed (not yet built)."""
+    db = home / name / warehouse.name
+    db.parent.mkdir()
+    shutil.copy(warehouse, db)
+    export = home / f"{name}-export"
+    generate_export(export, GenerateOptions(events=200, seed=seed, workspaces=2))
+    landing.ingest([str(export)], db_path=db)
+    return db, export
+
+
+def _failing(result: transform.BuildResult) -> set[str]:
+    return {n.unique_id.split(".")[2] for n in result.failing_nodes}
+
+
+def test_incremental_build_tests_new_rows_and_all_rows_on_request(warehouse, home):
+    """Scoped data tests skip an old row's defect; data_tests_scope=all still finds it."""
+    db, _ = _copy_with_new_export(warehouse, home, "scope-old-defect", seed=11)
+    con = duckdb.connect(str(db))
+    try:
+        con.execute(
+            "update marts.fct_segment_outbox set not_sendable_reason = 'bogus', is_sendable = false "
+            "where currents_event_type = 'users.messages.email.Open'"
+        )
+    finally:
+        con.close()
+    scoped = transform.build(db_path=db, select=OUR_NODES, exclude="test_type:unit")
+    assert scoped.exit_code == transform.EXIT_OK, scoped.failing_nodes or scoped.exception
+    everything = transform.build(
+        db_path=db,
+        select=OUR_NODES,
+        exclude="test_type:unit",
+        vars={"data_tests_scope": "all"},
+    )
+    assert everything.exit_code == transform.EXIT_TESTS_FAILED
+    assert any(n.startswith("accepted_values_fct_segment_outbox") for n in _failing(everything))
+
+
+def test_incremental_build_fails_on_a_new_rows_defect_until_fixed(warehouse, home):
+    """A defect in newly landed rows fails the build, and the next build tests them again."""
+    db, export = _copy_with_new_export(warehouse, home, "scope-new-defect", seed=12)
+    table = catalogue.resolve("users.messages.email.Send").table_name
+    con = duckdb.connect(str(db))
+    try:
+        (nulled,) = con.execute(
+            f'update raw_currents."{table}" set id = null where _source_file like ?',
+            [f"{export}%"],
+        ).fetchone()
+    finally:
+        con.close()
+    assert nulled > 0
+    first = transform.build(db_path=db, select=OUR_NODES, exclude="test_type:unit")
+    assert first.exit_code == transform.EXIT_TESTS_FAILED
+    assert "not_null_int_currents__landed_events_flagged_currents_id" in _failing(first)
+    # Nothing new lands: a failed build did not move the watermark, so the rows are tested again.
+    again = transform.build(db_path=db, select=OUR_NODES, exclude="test_type:unit")
+    assert again.exit_code == transform.EXIT_TESTS_FAILED
+    assert "not_null_int_currents__landed_events_flagged_currents_id" in _failing(again)
