@@ -412,3 +412,49 @@ def test_incremental_build_fails_on_a_new_rows_defect_until_fixed(warehouse, hom
     again = transform.build(db_path=db, select=OUR_NODES, exclude="test_type:unit")
     assert again.exit_code == transform.EXIT_TESTS_FAILED
     assert "not_null_int_currents__landed_events_flagged_currents_id" in _failing(again)
+
+
+def _engagement(db: Path) -> list[tuple]:
+    return _outbox(db, "select * from marts.fct_message_engagement_daily order by all")
+
+
+def test_engagement_mart_incremental_equals_a_full_rebuild(warehouse, home):
+    """Two incremental builds, the second landing late events into a day already counted, leave
+    the daily mart equal row for row to a --full-refresh rebuild of it."""
+    db = home / "engagement" / warehouse.name
+    db.parent.mkdir()
+    shutil.copy(warehouse, db)
+    first = home / "engagement-export-1"
+    generate_export(first, GenerateOptions(events=300, seed=21, workspaces=2, days=2))
+    landing.ingest([str(first)], db_path=db)
+    built = transform.build(db_path=db, select=OUR_NODES, exclude="test_type:unit")
+    assert built.exit_code == transform.EXIT_OK, built.failing_nodes or built.exception
+    days_before = {
+        r[0] for r in _outbox(db, "select event_date from marts.fct_message_engagement_daily")
+    }
+
+    late = home / "engagement-export-2"
+    options = GenerateOptions(
+        events=300, seed=22, workspaces=2, start="2026-11-02", late_rate=0.5, test_events=3
+    )
+    generate_export(late, options)
+    landing.ingest([str(late)], db_path=db)
+    touched = {
+        r[0]
+        for r in _outbox(
+            db,
+            "select distinct cast(time_ as date) from ("
+            "select event_timestamp as time_ from intermediate.int_currents__landed_events "
+            "where source_file like ?)",
+            [f"{late}%"],
+        )
+    }
+    assert touched & days_before, "the late events land into a day already counted"
+    built = transform.build(db_path=db, select=OUR_NODES, exclude="test_type:unit")
+    assert built.exit_code == transform.EXIT_OK, built.failing_nodes or built.exception
+    incremental = _engagement(db)
+
+    rebuilt = transform.build(db_path=db, select="fct_message_engagement_daily", full_refresh=True)
+    assert rebuilt.exit_code == transform.EXIT_OK, rebuilt.failing_nodes or rebuilt.exception
+    assert incremental == _engagement(db)
+    assert len(incremental) > 0
