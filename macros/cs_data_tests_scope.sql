@@ -14,8 +14,9 @@
     Hooks keep the watermark in the view `cs_data_tests_scope` (schema of
     int_currents__landed_events_flagged): on-run-start stamps it with the invocation id (no other
     invocation reads it); on-run-end moves it to the newest `loaded_at` of the incremental models
-    only when every node of the build passed and the build ran the integrity test, so rows whose
-    build failed, or ran without its tests, are tested again by the next build. -#}
+    only when every node of the build passed and the build ran every data test on the models of
+    cs_new_row_models() (the integrity test among them), so rows whose build failed, or ran without
+    some of those tests, are tested again by the next build. -#}
 
 {#- The models whose data tests an incremental build narrows to new rows. -#}
 {% macro cs_new_row_models() -%}
@@ -112,15 +113,38 @@
     {%- endif -%}
 {%- endmacro %}
 
-{#- on-run-end: a build whose every node passed, the integrity test among them, has tested every
-    row up to the incremental models' newest `loaded_at`. -#}
+{#- The data tests (graph test nodes) that read a model of cs_new_row_models(). -#}
+{% macro cs_new_row_data_tests() -%}
+    {%- set models = [] -%}
+    {%- for name in cs_new_row_models() -%}
+        {%- set node = cs_model_node(name) -%}
+        {%- if node is not none -%}
+            {%- do models.append(node.unique_id) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- set tests = [] -%}
+    {%- for node in graph.nodes.values() if node.resource_type == 'test' -%}
+        {%- if node.depends_on.nodes | select('in', models) | list | length > 0 -%}
+            {%- do tests.append(node.unique_id) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {{ return(tests) }}
+{%- endmacro %}
+
+{#- on-run-end: a build whose every node passed, every data test on the new-row models among them
+    (the integrity test included), has tested every row up to the incremental models' newest
+    `loaded_at`. A build that left any of those tests out (`--select`, `--exclude`) does not move
+    the watermark, so the next build tests those rows again. -#}
 {% macro cs_advance_data_tests_scope(results) -%}
     {%- if execute -%}
         {%- set ran = results | map(attribute='node') | map(attribute='unique_id') | list -%}
         {%- set statuses = results | map(attribute='status') | map('string') | list -%}
         {%- set passed = statuses | reject('in', ['success', 'pass']) | list | length == 0 -%}
         {%- set integrity = 'test.' ~ project_name ~ '.assert_landed_equals_deduplicated_plus_duplicates' -%}
-        {%- if passed and integrity in ran -%}
+        {%- set required = cs_new_row_data_tests() -%}
+        {%- do required.append(integrity) -%}
+        {%- set missing = required | reject('in', ran) | list -%}
+        {%- if passed and missing | length == 0 -%}
             {%- do cs_write_data_tests_scope(cs_data_tests_since(), cs_incremental_models_watermark()) -%}
         {%- endif -%}
     {%- endif -%}

@@ -458,3 +458,30 @@ def test_engagement_mart_incremental_equals_a_full_rebuild(warehouse, home):
     assert rebuilt.exit_code == transform.EXIT_OK, rebuilt.failing_nodes or rebuilt.exception
     assert incremental == _engagement(db)
     assert len(incremental) > 0
+
+
+def _tested_through(db: Path):
+    return _outbox(db, "select tested_through from intermediate.cs_data_tests_scope")[0][0]
+
+
+def test_watermark_moves_only_when_every_new_rows_data_test_ran(warehouse, home):
+    """A passing build that left out one data test on a new-row model (here by --exclude) keeps
+    the watermark, so the next full build tests those rows; that build moves it."""
+    db, _ = _copy_with_new_export(warehouse, home, "scope-partial", seed=13)
+    before = _tested_through(db)
+    partial = transform.build(
+        db_path=db,
+        select=OUR_NODES,
+        exclude="test_type:unit not_null_int_currents__landed_events_flagged_currents_id",
+    )
+    assert partial.exit_code == transform.EXIT_OK, partial.failing_nodes or partial.exception
+    assert _tested_through(db) == before
+    downstream = transform.build(
+        db_path=db, select="fct_segment_outbox+", exclude="path:models/reports test_type:unit"
+    )
+    assert downstream.exit_code == transform.EXIT_OK, downstream.failing_nodes
+    assert _tested_through(db) == before
+    complete = transform.build(db_path=db, select=OUR_NODES, exclude="test_type:unit")
+    assert complete.exit_code == transform.EXIT_OK, complete.failing_nodes or complete.exception
+    ((newest,),) = _outbox(db, "select max(loaded_at) from marts.fct_segment_outbox")
+    assert _tested_through(db) == newest > before
