@@ -17,14 +17,25 @@ from {{ model }}
 where not coalesce({{ expression }}, false)
 {% endtest %}
 
-{#- Every track call goes back to a landed record of a staging model (same type, file, row). -#}
+{#- Every track call goes back to a landed record of a staging model (same type, file, row). On an
+    incremental build only the new track calls are read (macros/cs_data_tests_scope.sql); their
+    landed records carry the same `loaded_at`, so the staging side is narrowed alike. -#}
 {% test has_landed_row_in_staging(model) %}
+{%- set since = cs_data_tests_since() %}
 select
     marts.currents_event_type,
     marts.file_id,
     marts.row_in_file
-from {{ model }} as marts
-left join {{ ref('int_currents__landed_events') }} as landed
+from (select * from {{ model }}) as marts
+left join (
+    select
+        currents_event_type,
+        file_id,
+        row_in_file,
+        currents_id
+    from {{ ref('int_currents__landed_events') }}
+    where {{ 'loaded_at > ' ~ since if since else '1 = 1' }}
+) as landed
     on
         marts.currents_event_type = landed.currents_event_type
         and marts.file_id = landed.file_id

@@ -352,3 +352,136 @@ def test_unknown_excluded_event_type_is_a_clear_dbt_error(warehouse):
     assert result.exit_code == transform.EXIT_DBT_ERROR
     messages = " ".join(n.message for n in result.failing_nodes) + (result.exception or "")
     assert "outbox_excluded_event_types" in messages and "users.messages.email.Sent" in messages
+
+
+def _copy_with_new_export(warehouse: Path, home: Path, name: str, seed: int) -> tuple[Path, Path]:
+    """A copy of the built warehouse with a small generated export landed (not yet built)."""
+    db = home / name / warehouse.name
+    db.parent.mkdir()
+    shutil.copy(warehouse, db)
+    export = home / f"{name}-export"
+    generate_export(export, GenerateOptions(events=200, seed=seed, workspaces=2))
+    landing.ingest([str(export)], db_path=db)
+    return db, export
+
+
+def _failing(result: transform.BuildResult) -> set[str]:
+    return {n.unique_id.split(".")[2] for n in result.failing_nodes}
+
+
+def test_incremental_build_tests_new_rows_and_all_rows_on_request(warehouse, home):
+    """Scoped data tests skip an old row's defect; data_tests_scope=all still finds it."""
+    db, _ = _copy_with_new_export(warehouse, home, "scope-old-defect", seed=11)
+    con = duckdb.connect(str(db))
+    try:
+        con.execute(
+            "update marts.fct_segment_outbox set not_sendable_reason = 'bogus', is_sendable = false "
+            "where currents_event_type = 'users.messages.email.Open'"
+        )
+    finally:
+        con.close()
+    scoped = transform.build(db_path=db, select=OUR_NODES, exclude="test_type:unit")
+    assert scoped.exit_code == transform.EXIT_OK, scoped.failing_nodes or scoped.exception
+    everything = transform.build(
+        db_path=db,
+        select=OUR_NODES,
+        exclude="test_type:unit",
+        vars={"data_tests_scope": "all"},
+    )
+    assert everything.exit_code == transform.EXIT_TESTS_FAILED
+    assert any(n.startswith("accepted_values_fct_segment_outbox") for n in _failing(everything))
+
+
+def test_incremental_build_fails_on_a_new_rows_defect_until_fixed(warehouse, home):
+    """A defect in newly landed rows fails the build, and the next build tests them again."""
+    db, export = _copy_with_new_export(warehouse, home, "scope-new-defect", seed=12)
+    table = catalogue.resolve("users.messages.email.Send").table_name
+    con = duckdb.connect(str(db))
+    try:
+        (nulled,) = con.execute(
+            f'update raw_currents."{table}" set id = null where _source_file like ?',
+            [f"{export}%"],
+        ).fetchone()
+    finally:
+        con.close()
+    assert nulled > 0
+    first = transform.build(db_path=db, select=OUR_NODES, exclude="test_type:unit")
+    assert first.exit_code == transform.EXIT_TESTS_FAILED
+    assert "not_null_int_currents__landed_events_flagged_currents_id" in _failing(first)
+    # Nothing new lands: a failed build did not move the watermark, so the rows are tested again.
+    again = transform.build(db_path=db, select=OUR_NODES, exclude="test_type:unit")
+    assert again.exit_code == transform.EXIT_TESTS_FAILED
+    assert "not_null_int_currents__landed_events_flagged_currents_id" in _failing(again)
+
+
+def _engagement(db: Path) -> list[tuple]:
+    return _outbox(db, "select * from marts.fct_message_engagement_daily order by all")
+
+
+def test_engagement_mart_incremental_equals_a_full_rebuild(warehouse, home):
+    """Two incremental builds, the second landing late events into a day already counted, leave
+    the daily mart equal row for row to a --full-refresh rebuild of it."""
+    db = home / "engagement" / warehouse.name
+    db.parent.mkdir()
+    shutil.copy(warehouse, db)
+    first = home / "engagement-export-1"
+    generate_export(first, GenerateOptions(events=300, seed=21, workspaces=2, days=2))
+    landing.ingest([str(first)], db_path=db)
+    built = transform.build(db_path=db, select=OUR_NODES, exclude="test_type:unit")
+    assert built.exit_code == transform.EXIT_OK, built.failing_nodes or built.exception
+    days_before = {
+        r[0] for r in _outbox(db, "select event_date from marts.fct_message_engagement_daily")
+    }
+
+    late = home / "engagement-export-2"
+    options = GenerateOptions(
+        events=300, seed=22, workspaces=2, start="2026-11-02", late_rate=0.5, test_events=3
+    )
+    generate_export(late, options)
+    landing.ingest([str(late)], db_path=db)
+    touched = {
+        r[0]
+        for r in _outbox(
+            db,
+            "select distinct cast(time_ as date) from ("
+            "select event_timestamp as time_ from intermediate.int_currents__landed_events "
+            "where source_file like ?)",
+            [f"{late}%"],
+        )
+    }
+    assert touched & days_before, "the late events land into a day already counted"
+    built = transform.build(db_path=db, select=OUR_NODES, exclude="test_type:unit")
+    assert built.exit_code == transform.EXIT_OK, built.failing_nodes or built.exception
+    incremental = _engagement(db)
+
+    rebuilt = transform.build(db_path=db, select="fct_message_engagement_daily", full_refresh=True)
+    assert rebuilt.exit_code == transform.EXIT_OK, rebuilt.failing_nodes or rebuilt.exception
+    assert incremental == _engagement(db)
+    assert len(incremental) > 0
+
+
+def _tested_through(db: Path):
+    return _outbox(db, "select tested_through from intermediate.cs_data_tests_scope")[0][0]
+
+
+def test_watermark_moves_only_when_every_new_rows_data_test_ran(warehouse, home):
+    """A passing build that left out one data test on a new-row model (here by --exclude) keeps
+    the watermark, so the next full build tests those rows; that build moves it."""
+    db, _ = _copy_with_new_export(warehouse, home, "scope-partial", seed=13)
+    before = _tested_through(db)
+    partial = transform.build(
+        db_path=db,
+        select=OUR_NODES,
+        exclude="test_type:unit not_null_int_currents__landed_events_flagged_currents_id",
+    )
+    assert partial.exit_code == transform.EXIT_OK, partial.failing_nodes or partial.exception
+    assert _tested_through(db) == before
+    downstream = transform.build(
+        db_path=db, select="fct_segment_outbox+", exclude="path:models/reports test_type:unit"
+    )
+    assert downstream.exit_code == transform.EXIT_OK, downstream.failing_nodes
+    assert _tested_through(db) == before
+    complete = transform.build(db_path=db, select=OUR_NODES, exclude="test_type:unit")
+    assert complete.exit_code == transform.EXIT_OK, complete.failing_nodes or complete.exception
+    ((newest,),) = _outbox(db, "select max(loaded_at) from marts.fct_segment_outbox")
+    assert _tested_through(db) == newest > before
