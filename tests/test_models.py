@@ -485,3 +485,64 @@ def test_watermark_moves_only_when_every_new_rows_data_test_ran(warehouse, home)
     assert complete.exit_code == transform.EXIT_OK, complete.failing_nodes or complete.exception
     ((newest,),) = _outbox(db, "select max(loaded_at) from marts.fct_segment_outbox")
     assert _tested_through(db) == newest > before
+
+
+def _staging_messages(db: Path) -> dict[str, str]:
+    """What the last build said about each staging view (from dbt's run_results.json)."""
+    results = json.loads(
+        (transform.dbt_artifacts_dir(db) / "target" / "run_results.json").read_text()
+    )
+    return {
+        r["unique_id"].split(".")[-1]: r["message"]
+        for r in results["results"]
+        if r["unique_id"].split(".")[-1].startswith("stg_currents__")
+    }
+
+
+def _comments(db: Path) -> dict[str, str | None]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return dict(
+            con.execute(
+                "select view_name, comment from duckdb_views() "
+                "where not internal and view_name like 'stg_currents__%'"
+            ).fetchall()
+        )
+    finally:
+        con.close()
+
+
+def test_unchanged_views_are_kept_and_changed_ones_rebuilt(warehouse, home):
+    """The project's view materialization skips a view whose definition has not changed."""
+    db, _ = _copy_with_new_export(warehouse, home, "views", seed=41)
+    before = _comments(db)
+    assert len(before) == len(catalogue.supported())
+    assert all((c or "").startswith("cs_view_fingerprint:") for c in before.values())
+    built = transform.build(db_path=db, select=OUR_NODES)
+    assert built.exit_code == transform.EXIT_OK, built.failing_nodes or built.exception
+    assert set(_staging_messages(db).values()) == {"view unchanged"}
+    assert _comments(db) == before
+    # A view whose recorded definition differs (as after an upgrade) is rebuilt, alone.
+    stale = sorted(before)[0]
+    con = duckdb.connect(str(db))
+    try:
+        schema = con.execute(
+            "select schema_name from duckdb_views() where view_name = ?", [stale]
+        ).fetchone()[0]
+        con.execute(f"comment on view {schema}.{stale} is 'a definition from an older version'")
+    finally:
+        con.close()
+    built = transform.build(db_path=db, select=OUR_NODES)
+    assert built.exit_code == transform.EXIT_OK, built.failing_nodes or built.exception
+    messages = _staging_messages(db)
+    assert messages[stale] != "view unchanged"
+    assert {m for k, m in messages.items() if k != stale} == {"view unchanged"}
+    assert _comments(db) == before
+    # --full-refresh rebuilds every view.
+    built = transform.build(db_path=db, select=OUR_NODES, full_refresh=True)
+    assert built.exit_code == transform.EXIT_OK, built.failing_nodes or built.exception
+    assert "view unchanged" not in set(_staging_messages(db).values())
+    # The kept views read the rows landed after they were built.
+    new_rows = _outbox(db, "select count(*) from marts.fct_segment_outbox")[0][0]
+    old_rows = _outbox(warehouse, "select count(*) from marts.fct_segment_outbox")[0][0]
+    assert new_rows > old_rows

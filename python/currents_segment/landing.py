@@ -173,6 +173,7 @@ class AvroFile:
     codec: str
     records: int  # sum of the record counts its blocks declare
     blocks: int
+    schema_json: bytes = b""  # the header's schema as written
 
 
 def _read_long(buf: bytes, pos: int) -> tuple[int, int]:
@@ -270,7 +271,13 @@ def inspect_avro(path: Path) -> AvroFile:
             records += count
             blocks += 1
             pos = end + 16
-    return AvroFile(schema=schema, codec=codec, records=records, blocks=blocks)
+    return AvroFile(
+        schema=schema,
+        codec=codec,
+        records=records,
+        blocks=blocks,
+        schema_json=meta["avro.schema"],
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -461,6 +468,90 @@ class _Planned:
         return self
 
 
+@dataclass(frozen=True)
+class _SchemaPlan:
+    error: str | None = None
+    fields: tuple[tuple[str, str], ...] = ()
+    signature: str = ""
+    event_type: str | None = None
+    table: str | None = None
+    table_columns: tuple[tuple[str, str], ...] = ()
+    status: str = FAILED
+    note: str | None = None
+
+
+_schema_plans: dict[tuple[bytes, str | None], _SchemaPlan] = {}
+
+
+def _schema_plan(schema_json: bytes, folder_type: str | None, schema: object) -> _SchemaPlan:
+    key = (schema_json, folder_type)
+    plan = _schema_plans.get(key)
+    if plan is None:
+        plan = _schema_plans[key] = _plan_schema(folder_type, schema)
+    return plan
+
+
+def _plan_schema(folder_type: str | None, schema: object) -> _SchemaPlan:
+    """Where files of this writer schema (in this ``event_type=`` folder) land, and how."""
+    if not isinstance(schema, dict) or schema.get("type") != "record":
+        return _SchemaPlan("the writer schema is not an Avro record")
+    schema_type = event_type_from_schema(schema)
+    if (
+        folder_type
+        and schema_type
+        and (catalogue.table_name_for(folder_type) != catalogue.table_name_for(schema_type))
+    ):
+        return _SchemaPlan(
+            f"event_type={folder_type} folder holds a file whose schema is {schema_type}"
+        )
+    event_type = folder_type or schema_type
+    if not event_type:
+        return _SchemaPlan(
+            f"unknown event type: no event_type= folder and the schema name "
+            f"{schema.get('name')!r} does not name one"
+        )
+    fields: list[tuple[str, str]] = []
+    for f in schema.get("fields", []):
+        try:
+            fields.append((f["name"], raw_tables.duckdb_type_for_avro(f["type"])))
+        except (catalogue.CatalogueError, KeyError, TypeError) as exc:
+            return _SchemaPlan(f"field {f.get('name')!r}: {exc}")
+    signature = json.dumps(
+        [[f.get("name"), f.get("type")] for f in schema["fields"]], sort_keys=True
+    )
+    if not catalogue.is_supported(event_type):
+        return _SchemaPlan(
+            None,
+            tuple(fields),
+            signature,
+            event_type,
+            catalogue.table_name_for(event_type),
+            tuple(fields),
+            LOADED_UNSUPPORTED,
+            f"not a supported event type: landed in {raw_tables.SCHEMA}."
+            f"{catalogue.table_name_for(event_type)}, not sent to Segment",
+        )
+    event = catalogue.resolve(event_type)
+    known = {f.name: f.duckdb_type for f in event.fields}
+    unknown = [n for n, _ in fields if n not in known]
+    retyped = [f"{n} ({t}, catalogue {known[n]})" for n, t in fields if known.get(n, t) != t]
+    notes = []
+    if unknown:
+        notes.append("fields not in the catalogue: " + ", ".join(unknown))
+    if retyped:
+        notes.append("fields typed differently: " + ", ".join(retyped))
+    return _SchemaPlan(
+        None,
+        tuple(fields),
+        signature,
+        event.event_type,
+        event.table_name,
+        (*raw_tables.catalogue_columns(event), *((n, t) for n, t in fields if n in unknown)),
+        LOADED_SCHEMA_DRIFT if notes else LOADED,
+        "; ".join(notes) or None,
+    )
+
+
 def _plan(src: SourceFile, file_id: int, native: bool, reader_mode: str) -> _Planned:
     planned = _Planned(src, file_id, parse_location(src.path))
     if src.local is None:
@@ -472,63 +563,13 @@ def _plan(src: SourceFile, file_id: int, native: bool, reader_mode: str) -> _Pla
     except AvroFileError as exc:
         return planned.fail(str(exc))
     planned.codec, planned.records = info.codec, info.records
-    schema = info.schema
-    if not isinstance(schema, dict) or schema.get("type") != "record":
-        return planned.fail("the writer schema is not an Avro record")
-    folder_type = planned.location.event_type
-    schema_type = event_type_from_schema(schema)
-    if (
-        folder_type
-        and schema_type
-        and (catalogue.table_name_for(folder_type) != catalogue.table_name_for(schema_type))
-    ):
-        return planned.fail(
-            f"event_type={folder_type} folder holds a file whose schema is {schema_type}"
-        )
-    event_type = folder_type or schema_type
-    if not event_type:
-        return planned.fail(
-            f"unknown event type: no event_type= folder and the schema name "
-            f"{schema.get('name')!r} does not name one"
-        )
-    fields: list[tuple[str, str]] = []
-    for f in schema.get("fields", []):
-        try:
-            fields.append((f["name"], raw_tables.duckdb_type_for_avro(f["type"])))
-        except (catalogue.CatalogueError, KeyError, TypeError) as exc:
-            return planned.fail(f"field {f.get('name')!r}: {exc}")
-    planned.fields = tuple(fields)
-    planned.signature = json.dumps(
-        [[f.get("name"), f.get("type")] for f in schema["fields"]], sort_keys=True
-    )
-    if catalogue.is_supported(event_type):
-        event = catalogue.resolve(event_type)
-        planned.event_type, planned.table = event.event_type, event.table_name
-        known = {f.name: f.duckdb_type for f in event.fields}
-        unknown = [n for n, _ in fields if n not in known]
-        retyped = [f"{n} ({t}, catalogue {known[n]})" for n, t in fields if known.get(n, t) != t]
-        planned.table_columns = (
-            *raw_tables.catalogue_columns(event),
-            *((n, t) for n, t in fields if n in unknown),
-        )
-        planned.status = LOADED
-        if unknown or retyped:
-            planned.status = LOADED_SCHEMA_DRIFT
-            notes = []
-            if unknown:
-                notes.append("fields not in the catalogue: " + ", ".join(unknown))
-            if retyped:
-                notes.append("fields typed differently: " + ", ".join(retyped))
-            planned.note = "; ".join(notes)
-    else:
-        planned.event_type = event_type
-        planned.table = catalogue.table_name_for(event_type)
-        planned.table_columns = planned.fields
-        planned.status = LOADED_UNSUPPORTED
-        planned.note = (
-            f"not a supported event type: landed in {raw_tables.SCHEMA}.{planned.table}, "
-            "not sent to Segment"
-        )
+    # Files of one writer schema and folder plan alike: worked out once per schema.
+    plan = _schema_plan(info.schema_json, planned.location.event_type, info.schema)
+    if plan.error:
+        return planned.fail(plan.error)
+    planned.fields, planned.signature = plan.fields, plan.signature
+    planned.event_type, planned.table = plan.event_type, plan.table
+    planned.table_columns, planned.status, planned.note = plan.table_columns, plan.status, plan.note
     readable_natively = info.codec in DUCKDB_CODECS and not _GLOB_CHARS.search(str(src.local))
     if native and readable_natively:
         planned.reader = "duckdb"
@@ -1040,6 +1081,7 @@ def ingest(
         raise IngestError(f"cannot open the warehouse {db}: {_short(exc)}") from exc
     try:
         _tune(con)
+        _schema_plans.clear()  # per run: the catalogue may differ between runs of a process
         native = mode != "fastavro" and duck.ensure_avro(con)
         if mode == "duckdb" and not native:
             raise IngestError("DuckDB's avro extension cannot load here; use --reader auto")
@@ -1164,7 +1206,10 @@ class _TableColumns:
         wanted = [*columns, *raw_tables.PROVENANCE_COLUMNS]
         if have is not None and all(name in have for name, _ in wanted):
             return
-        raw_tables.ensure_table(self._con, table, columns)
+        if have is None:  # not there when the columns were read: create it, no lookup
+            raw_tables.create_table(self._con, table, wanted)
+        else:
+            raw_tables.ensure_table(self._con, table, columns)
         self._columns.setdefault(table, set()).update(name for name, _ in wanted)
 
 

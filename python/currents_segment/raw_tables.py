@@ -47,6 +47,15 @@ def existing_columns(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, st
     return {name: dtype for name, dtype in rows}
 
 
+def create_table(
+    con: duckdb.DuckDBPyConnection, table: str, columns: Iterable[tuple[str, str]]
+) -> None:
+    """``raw_currents.<table>`` with exactly ``columns`` (provenance included by the caller)."""
+    con.execute(f"create schema if not exists {SCHEMA}")
+    cols = ", ".join(f"{quote(n)} {t}" for n, t in columns)
+    con.execute(f"create table if not exists {SCHEMA}.{quote(table)} ({cols})")
+
+
 def ensure_table(
     con: duckdb.DuckDBPyConnection, table: str, columns: Iterable[tuple[str, str]]
 ) -> list[str]:
@@ -55,8 +64,7 @@ def ensure_table(
     wanted = [*columns, *PROVENANCE_COLUMNS]
     have = existing_columns(con, table)
     if not have:
-        cols = ", ".join(f"{quote(n)} {t}" for n, t in wanted)
-        con.execute(f"create table if not exists {SCHEMA}.{quote(table)} ({cols})")
+        create_table(con, table, wanted)
         return [n for n, _ in wanted]
     added = []
     for name, dtype in wanted:
