@@ -7,5 +7,5 @@ export DO_NOT_TRACK=1
 bash scripts/bootstrap.sh
 uv run --frozen --no-sync ruff check python tests bench scripts
 uv run --frozen --no-sync ruff format --check python tests bench scripts
-uv run --frozen --no-sync sqlfluff lint models macros
+uv run --frozen --no-sync sqlfluff lint models macros tests/dbt
 uv run --frozen --no-sync pytest "$@"
