@@ -121,6 +121,9 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=1, help="runs of each build (median)")
     parser.add_argument("--work", type=Path, default=None, help="work dir (default bench/work)")
     parser.add_argument("--keep", action="store_true", help="keep the work dir afterwards")
+    parser.add_argument(
+        "--name", default=None, help="bench/results/<name>.json (default build_<events>)"
+    )
     args = parser.parse_args()
     os.environ["DO_NOT_TRACK"] = "1"
 
@@ -132,7 +135,7 @@ def main() -> int:
     db = work / "wh" / "warehouse.duckdb"
     db.parent.mkdir()
     result: dict[str, object] = {
-        "name": f"build_{args.events}",
+        "name": args.name or f"build_{args.events}",
         "command": "python bench/bench_build.py " + " ".join(sys.argv[1:]),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
@@ -180,7 +183,7 @@ def main() -> int:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"build_{args.events}.json"
+    out = RESULTS / f"{args.name or f'build_{args.events}'}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     return 0

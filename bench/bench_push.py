@@ -350,6 +350,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--source", choices=("pipeline", "synthetic"), default="pipeline")
     parser.add_argument("--skip-analytics", action="store_true")
+    parser.add_argument("--name", default="push", help="bench/results/<name>.json")
     args = parser.parse_args()
     os.environ.setdefault("DO_NOT_TRACK", "1")
     work = WORK / f"push-{args.source}-{args.events}"
@@ -422,8 +423,9 @@ def main() -> None:
         "load_average_1min_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "runs": runs,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    out = RESULTS.with_name(f"{args.name}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
 
