@@ -767,8 +767,8 @@ def _check_counts(con: duckdb.DuckDBPyConnection, group: Sequence[_Planned]) -> 
                 f"corrupt: read_avro read {rows} of the {p.records} records its blocks declare"
             )
         elif rows and (low, high) != (0, rows - 1):
-            # Positions count from the records declared before it in the read: a short file
-            # earlier in the group shifts them. Such a file is fine; it is read again.
+            # Each file numbers its own records, so this should not happen; if it does, the
+            # group is split until the file whose positions are wrong fails alone.
             misnumbered = True
         p.rows_loaded, p.test_events = rows, tests
     if bad or misnumbered:
