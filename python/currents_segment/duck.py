@@ -45,6 +45,40 @@ def _install_from_repository(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("LOAD avro")
 
 
+_sqlite_ready: bool | None = None
+
+
+def ensure_sqlite(con: duckdb.DuckDBPyConnection) -> bool:
+    """Load DuckDB's SQLite extension (``ATTACH ... (TYPE sqlite)``); True when it loaded.
+
+    Same order as ``ensure_avro``: installed already, the duckdb-extension-sqlite-scanner wheel
+    (offline), DuckDB's repository.
+    """
+    global _sqlite_ready
+    if _sqlite_ready is False:
+        return False
+    for attempt in (
+        lambda c: c.execute("LOAD sqlite"),
+        _sqlite_from_wheel,
+        lambda c: (c.execute("INSTALL sqlite"), c.execute("LOAD sqlite")),
+    ):
+        try:
+            attempt(con)
+            _sqlite_ready = True
+            return True
+        except Exception:  # noqa: BLE001 - each way may fail for its own reason; try the next
+            continue
+    _sqlite_ready = False
+    return False
+
+
+def _sqlite_from_wheel(con: duckdb.DuckDBPyConnection) -> None:
+    from duckdb_extensions import import_extension
+
+    import_extension("sqlite_scanner", con=con)
+    con.execute("LOAD sqlite")
+
+
 def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     if str(path) != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)

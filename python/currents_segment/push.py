@@ -36,7 +36,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from currents_segment import catalogue, settings
+from currents_segment import catalogue, ledger_bulk, settings
 from currents_segment.connectors import (
     API_BASE_ENV,
     MAX_MESSAGE_ID_CHARS,
@@ -291,14 +291,8 @@ def _ts_text(value: datetime | None) -> str | None:
     return value.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-def _enqueue(
-    con: duckdb.DuckDBPyConnection,
-    ledger: Ledger,
-    connector: Connector,
-    table: str,
-    policy: PushSettings,
-) -> int:
-    """Copy the connector's outbox rows into the ledger; returns how many rows are new."""
+def _enqueue_sql(connector: Connector, table: str, policy: PushSettings) -> tuple[str, list[Any]]:
+    """The connector's outbox rows as ledger rows (Ledger.enqueue_outbox's column order)."""
     scoped = connector.message_id == "workspace_scoped"
     sent_id = SCOPED_ID_SQL if scoped else "o.message_id"
     params: list[Any] = [connector.segment_workspace] if scoped else []
@@ -344,22 +338,84 @@ def _enqueue(
                     THEN 'messageId longer than {MAX_MESSAGE_ID_CHARS} characters'
                 END AS error
         FROM sized
-        -- In key order, the ledger's unique index grows at its end instead of at random pages.
-        ORDER BY sent_id
     """
+    return sql, params + params_where
+
+
+# CURRENTS_SEGMENT_LEDGER_BULK=0: enqueue through Python's sqlite3 even where the bulk path
+# (ledger_bulk: DuckDB's SQLite extension in a child process) works; tested on its own.
+LEDGER_BULK_ENV = "CURRENTS_SEGMENT_LEDGER_BULK"
+
+
+def _enqueue(
+    con: duckdb.DuckDBPyConnection,
+    ledger: Ledger,
+    connector: Connector,
+    table: str,
+    policy: PushSettings,
+    warehouse: Path,
+    selection: ledger_bulk.OpenFilter | None,
+) -> tuple[int, pa.Table | None]:
+    """Copy the connector's outbox rows into the ledger, then read its open rows in
+    ``selection`` (None: none wanted). Returns (rows new to the ledger, open rows).
+
+    In bulk (``ledger_bulk``) where it can run: a file ledger, DuckDB's SQLite extension
+    loadable, not disabled by CURRENTS_SEGMENT_LEDGER_BULK=0. Otherwise the rows are fetched
+    and upserted through Python's sqlite3: the same rows, the same rules, the same result.
+    """
+    sql, params = _enqueue_sql(connector, table, policy)
     before = ledger.count_rows(connector.name)
     queued_at = now_text()
-    cur = con.execute(sql, params + params_where)
+    if str(ledger.path) != ":memory:" and os.environ.get(LEDGER_BULK_ENV, "1") != "0":
+        request = ledger_bulk.Request(
+            str(warehouse), str(ledger.path), sql, params, connector.name,
+            connector.segment_workspace, connector.segment_source, queued_at, selection,
+        )  # fmt: skip
+        try:
+            open_rows = ledger_bulk.run(request)
+            return ledger.count_rows(connector.name) - before, open_rows
+        except ledger_bulk.BulkError as exc:
+            if exc.kind == ledger_bulk.DUPLICATE:
+                raise PushError(
+                    f"connector {connector.name}: the outbox {table} holds a messageId twice, "
+                    f"which the ledger refuses ({exc}); nothing was enqueued. dbt build's "
+                    "uniqueness test on the outbox names the rows"
+                ) from None
+            if exc.kind != ledger_bulk.UNAVAILABLE:
+                raise PushError(f"connector {connector.name}: enqueue failed: {exc}") from None
+            log.warning("connector %s: %s; enqueue goes through Python", connector.name, exc)
+    # In key order, the ledger's unique index grows at its end instead of at random pages.
+    cur = con.execute(sql + " ORDER BY sent_id", params)
     while chunk := cur.fetchmany(100_000):
         ledger.enqueue_outbox(
             connector.name, connector.segment_workspace, connector.segment_source, queued_at, chunk
         )
-    return ledger.count_rows(connector.name) - before
+    queued = ledger.count_rows(connector.name) - before
+    if selection is None:
+        return queued, None
+    rows = ledger.open_rows(connector.name, selection.event_types, selection.since, selection.until)
+    seqs, sent_ids, currents_ids = zip(*rows, strict=True) if rows else ((), (), ())
+    schema = ledger_bulk.OPEN_ROWS_SCHEMA
+    columns = [
+        pa.array(values, f.type)
+        for values, f in zip((seqs, sent_ids, currents_ids), schema, strict=True)
+    ]
+    return queued, pa.table(columns, schema=schema)
+
+
+def _selection(connector: Connector, options: PushOptions) -> ledger_bulk.OpenFilter | None:
+    """The open rows a run sends for this connector; None when its filters select none of the
+    connector's event types."""
+    types = [catalogue.resolve(t).event_type for t in options.event_types]
+    types = [t for t in types if t in connector.event_types] if types else []
+    if options.event_types and not types:
+        return None
+    return ledger_bulk.OpenFilter(types or None, _ts_text(options.since), _ts_text(options.until))
 
 
 def _payload_chunks(
     con: duckdb.DuckDBPyConnection,
-    open_rows: list[tuple[int, str, str]],
+    open_rows: pa.Table,
     table: str,
     chunk_rows: int,
 ) -> Iterator[pa.RecordBatch]:
@@ -369,25 +425,17 @@ def _payload_chunks(
     One query per chunk of open rows: the first chunk is ready after one join of ``chunk_rows``
     rows instead of a sort of all of them, so sending starts sooner.
     """
-    for start in range(0, len(open_rows), chunk_rows):
-        yield from _payload_chunk(con, open_rows[start : start + chunk_rows], table, chunk_rows)
+    for start in range(0, open_rows.num_rows, chunk_rows):
+        yield from _payload_chunk(con, open_rows.slice(start, chunk_rows), table, chunk_rows)
 
 
 def _payload_chunk(
     con: duckdb.DuckDBPyConnection,
-    open_rows: list[tuple[int, str, str]],
+    open_rows: pa.Table,
     table: str,
     chunk_rows: int,
 ) -> Iterator[pa.RecordBatch]:
-    seqs, sent_ids, currents_ids = zip(*open_rows, strict=True) if open_rows else ((), (), ())
-    pending = pa.table(
-        {
-            "seq": pa.array(seqs, pa.int64()),
-            "sent_id": pa.array(sent_ids, pa.string()),
-            "currents_id": pa.array(currents_ids, pa.string()),
-            "ord": pa.array(range(len(open_rows)), pa.int64()),
-        }
-    )
+    pending = open_rows.append_column("ord", pa.array(range(open_rows.num_rows), pa.int64()))
     con.register("cs_push_open_rows", pending)
     try:
         reader = con.execute(
@@ -553,21 +601,17 @@ def _push_connector(
     url: str,
     auth: str,
     run_dir: Path,
+    open_rows: pa.Table | None,
 ) -> None:
     policy = coord.policy
     ledger = coord.ledger
-    types = [catalogue.resolve(t).event_type for t in options.event_types]
-    types = [t for t in types if t in connector.event_types] if types else []
-    if options.event_types and not types:
-        return
-    open_rows = ledger.open_rows(
-        connector.name, types or None, _ts_text(options.since), _ts_text(options.until)
-    )
-    run.open_in_selection = len(open_rows)
-    if not open_rows:
+    run.open_in_selection = 0 if open_rows is None else open_rows.num_rows
+    if open_rows is None or not open_rows.num_rows:
         return
     if coord.progress is not None:
-        coord.tasks[connector.name] = coord.progress.add_task(connector.name, total=len(open_rows))
+        coord.tasks[connector.name] = coord.progress.add_task(
+            connector.name, total=open_rows.num_rows
+        )
     prepared = _prepared_chunks(
         con,
         open_rows,
@@ -664,7 +708,7 @@ def _prepare_chunk(
 
 def _prepared_chunks(
     con: duckdb.DuckDBPyConnection,
-    open_rows: list[tuple[int, str, str]],
+    open_rows: pa.Table,
     table: str,
     policy: PushSettings,
     connector_name: str,
@@ -776,14 +820,17 @@ def run_push(config: ConnectorsConfig, options: PushOptions) -> PushResult:
                 runs.append(run)
                 coord.runs[c.name] = run
                 enqueue_started = time.monotonic()
-                run.queued = _enqueue(con, ledger, c, options.outbox_table, policy)
+                run.queued, open_rows = _enqueue(
+                    con, ledger, c, options.outbox_table, policy, warehouse, _selection(c, options)
+                )
                 log.info(
-                    "connector %s: %s new ledger rows in %.1fs",
-                    c.name, run.queued, time.monotonic() - enqueue_started,
+                    "connector %s: %s new ledger rows, %s open rows read in %.1fs",
+                    c.name, run.queued, 0 if open_rows is None else open_rows.num_rows,
+                    time.monotonic() - enqueue_started,
                 )  # fmt: skip
                 _push_connector(
                     coord, con, c, run, options, c.endpoint(api_base), auths.get(c.name, ""),
-                    run_dir,
+                    run_dir, open_rows,
                 )  # fmt: skip
             coord.close()
         finally:

@@ -1,0 +1,141 @@
+"""Enqueue in bulk (DuckDB's SQLite extension writes the ledger from a child process) and
+through Python's sqlite3: the same ledger rows, the same open rows, the same upsert rules, on
+the same outbox."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from currents_segment import connectors, ledger_bulk, push
+from currents_segment.ledger import Ledger
+from test_push_support import build_outbox, connector, make_rows, write_connectors
+
+LEDGER_COLUMNS = (
+    "seq, connector, message_id, currents_id, currents_event_type, app_group_id, "
+    "segment_workspace, segment_source, event_timestamp, date_hour, payload_bytes, batch_id, "
+    "status, reason, attempts, last_http_status, error"
+)
+
+
+def scenario(
+    tmp: Path, rows: list[tuple], new_rows: list[tuple], mode: str, monkeypatch
+) -> tuple[list, list, list]:
+    """Enqueue two connectors, send a few rows, change the outbox, enqueue again."""
+    monkeypatch.setenv(push.LEDGER_BULK_ENV, mode)
+    warehouse = build_outbox(tmp / f"warehouse-{mode}.duckdb", rows)
+    config = connectors.load(
+        write_connectors(
+            tmp / "connectors.yml",
+            [
+                connector("us"),
+                connector(
+                    "eu", workspace="acme-eu", source="braze_eu", region="eu",
+                    key_env="CS_TEST_KEY_EU", message_id="workspace_scoped",
+                    event_types=["family:email", "family:sms"],
+                ),
+            ],
+        )
+    )  # fmt: skip
+    policy = config.push
+    ledger = Ledger(tmp / f"ledger-{mode}.sqlite")
+    queued: list[int] = []
+    everything = ledger_bulk.OpenFilter()
+
+    def enqueue(c, selection=everything):
+        n, open_rows = push._enqueue(
+            con, ledger, c, push.OUTBOX_TABLE, policy, warehouse, selection
+        )
+        queued.append(n)
+        return open_rows
+
+    try:
+        con = push.open_warehouse(warehouse, push.OUTBOX_TABLE)
+        assert enqueue(config.connectors[0], None) is None
+        enqueue(config.connectors[1])
+        # Rows that left (in flight, acknowledged) must never move again; unsent ones follow
+        # the outbox's sendable flag.
+        first = ledger.open_rows("us")[:30]
+        batch = ledger.start_batch("run-1", "us", [r[0] for r in first[:20]], 1000)
+        ledger.finish_batch(batch, [r[0] for r in first[:20]], True, 1, 200, None)
+        ledger.start_batch("run-1", "us", [r[0] for r in first[20:30]], 1000)
+        con.close()
+        with duckdb.connect(str(warehouse)) as w:
+            sent_ids = [r[1] for r in first]
+            w.execute(
+                "UPDATE marts.fct_segment_outbox SET is_sendable = false,"
+                " not_sendable_reason = 'test_event' WHERE list_contains(?, message_id)"
+                " OR message_id IN (SELECT message_id FROM marts.fct_segment_outbox"
+                " WHERE is_sendable ORDER BY message_id DESC LIMIT 7)",
+                [sent_ids],
+            )
+            w.execute(
+                "UPDATE marts.fct_segment_outbox SET is_sendable = true,"
+                " not_sendable_reason = NULL WHERE not_sendable_reason = 'no_external_user_id'"
+            )
+        build_outbox(warehouse, new_rows)  # new rows arrive
+        con = push.open_warehouse(warehouse, push.OUTBOX_TABLE)
+        open_rows = {c.name: enqueue(c).to_pylist() for c in config.connectors}
+        filtered = enqueue(
+            config.connectors[0],
+            ledger_bulk.OpenFilter(["users.messages.email.Send"], "2000-01-01", "2999-01-01"),
+        ).to_pylist()
+        con.close()
+    finally:
+        ledger.close()
+    with sqlite3.connect(tmp / f"ledger-{mode}.sqlite") as db:
+        table = db.execute(f"SELECT {LEDGER_COLUMNS} FROM ledger ORDER BY seq").fetchall()
+    return queued, table, [open_rows, filtered]
+
+
+def test_bulk_and_python_enqueue_write_the_same_ledger(tmp_path, monkeypatch):
+    rows = make_rows(300, no_user=6, test_events=4, oversize=2)
+    new_rows = make_rows(25, seed=7)
+    bulk = scenario(tmp_path, rows, new_rows, "1", monkeypatch)
+    python = scenario(tmp_path, rows, new_rows, "0", monkeypatch)
+    queued, table, open_rows = bulk
+    assert queued == python[0]
+    # Every outbox row once, then only the new ones, then nothing.
+    assert queued[0] == 312 and queued[2] == 25 and queued[4] == 0
+    assert table == python[1]
+    assert open_rows == python[2]
+    by_id = {r[2]: r for r in table if r[1] == "us"}
+    statuses = {}
+    for r in table:
+        statuses[(r[1], r[12], r[13])] = statuses.get((r[1], r[12], r[13]), 0) + 1
+    # 20 acknowledged and 10 in flight stay as they are although the outbox now skips them.
+    assert statuses[("us", "acknowledged", None)] == 20
+    assert statuses[("us", "in_flight", None)] == 10
+    # 7 pending rows became skipped; the 6 without a user became pending; 4 test events stay.
+    assert statuses[("us", "skipped", "test_event")] == 4 + 7
+    assert ("us", "skipped", "no_external_user_id") not in statuses
+    assert statuses[("us", "rejected", "oversize")] == 2
+    assert statuses[("us", "pending", None)] == 300 - 30 - 7 + 6 + 25
+    assert len(by_id) == 337
+    # Workspace-scoped ids: 32 hex characters, the Currents id kept beside them.
+    eu = [r for r in table if r[1] == "eu"]
+    assert eu and all(len(r[2]) == 32 and r[2] != r[3] for r in eu)
+    # Open rows: in-flight first, then pending by seq.
+    us_open = open_rows[0]["us"]
+    assert [r["seq"] for r in us_open[:10]] == sorted(r[0] for r in table if r[12] == "in_flight")
+    assert len(us_open) == 10 + statuses[("us", "pending", None)]
+
+
+def test_an_outbox_with_a_message_id_twice_is_named(tmp_path, monkeypatch):
+    rows = make_rows(5)
+    warehouse = build_outbox(tmp_path / "warehouse.duckdb", rows + rows[:1])
+    config = connectors.load(write_connectors(tmp_path / "connectors.yml", [connector("us")]))
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    try:
+        con = push.open_warehouse(warehouse, push.OUTBOX_TABLE)
+        with pytest.raises(push.PushError, match="holds a messageId twice"):
+            push._enqueue(
+                con, ledger, config.connectors[0], push.OUTBOX_TABLE, config.push, warehouse, None
+            )
+        assert ledger.count_rows("us") == 0  # one transaction: nothing half-enqueued
+        con.close()
+    finally:
+        ledger.close()
