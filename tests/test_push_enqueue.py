@@ -8,6 +8,7 @@ import sqlite3
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 import pytest
 
 from currents_segment import connectors, ledger_bulk, push
@@ -26,6 +27,7 @@ def scenario(
 ) -> tuple[list, list, list]:
     """Enqueue two connectors, send a few rows, change the outbox, enqueue again."""
     monkeypatch.setenv(push.LEDGER_BULK_ENV, mode)
+    monkeypatch.setattr(ledger_bulk, "CHUNK_ROWS", 40)  # several chunks handed over
     warehouse = build_outbox(tmp / f"warehouse-{mode}.duckdb", rows)
     config = connectors.load(
         write_connectors(
@@ -46,11 +48,18 @@ def scenario(
     everything = ledger_bulk.OpenFilter()
 
     def enqueue(c, selection=everything):
-        n, open_rows = push._enqueue(
-            con, ledger, c, push.OUTBOX_TABLE, policy, warehouse, selection
-        )
-        queued.append(n)
-        return open_rows
+        before = ledger.count_rows(c.name)
+        handed = push._enqueue(con, ledger, c, push.OUTBOX_TABLE, policy, warehouse, selection)
+        assert isinstance(handed, ledger_bulk.Stream) == (mode == "1")
+        tables = list(handed.tables())
+        if mode == "1" and selection is not None:
+            # Rows already open come first, then the new ones, at most 40 at a time.
+            assert all(t.num_rows <= 40 for t in tables[1:])
+        handed.close()
+        queued.append(ledger.count_rows(c.name) - before)
+        rows = pa.concat_tables([ledger_bulk.OPEN_ROWS_SCHEMA.empty_table(), *tables])
+        assert handed.total == rows.num_rows
+        return rows if selection is not None else None
 
     try:
         con = push.open_warehouse(warehouse, push.OUTBOX_TABLE)
@@ -131,11 +140,105 @@ def test_an_outbox_with_a_message_id_twice_is_named(tmp_path, monkeypatch):
     ledger = Ledger(tmp_path / "ledger.sqlite")
     try:
         con = push.open_warehouse(warehouse, push.OUTBOX_TABLE)
-        with pytest.raises(push.PushError, match="holds a messageId twice"):
+        with pytest.raises(push.PushError, match=f"holds a messageId twice .*{rows[0][0]}"):
             push._enqueue(
                 con, ledger, config.connectors[0], push.OUTBOX_TABLE, config.push, warehouse, None
             )
         assert ledger.count_rows("us") == 0  # one transaction: nothing half-enqueued
         con.close()
+    finally:
+        ledger.close()
+
+
+def test_sending_while_the_child_still_inserts_keeps_every_event_once(cs_home, monkeypatch):
+    """Small chunks: the pusher marks batches in flight (its commits) while the child inserts
+    the next chunks (its commits) into the same ledger; both wait for each other's locks."""
+    from currents_segment import settings
+    from currents_segment.emulator import running_emulator
+    from test_push_support import US_KEY, emulator_config, stored_ids
+
+    monkeypatch.setenv("CS_TEST_KEY_US", US_KEY)
+    monkeypatch.setattr(ledger_bulk, "CHUNK_ROWS", 60)
+    rows = make_rows(1500, no_user=5)
+    build_outbox(settings.warehouse_path(), rows)
+    config = connectors.load(
+        write_connectors(cs_home / "connectors.yml", [connector("us")], {"max_batch_events": 20})
+    )
+    with running_emulator(emulator_config(), cs_home / "store") as emu:
+        result = push.run_push(config, push.PushOptions(api_base=emu.url, progress=False))
+        emu.flush()
+    run = result.connectors[0]
+    assert result.exit_code == 0, run.stopped
+    assert (run.queued, run.sent, run.acknowledged_now) == (1505, 1500, 1500)
+    assert run.batches >= 75  # a chunk's last batch can be short
+    ids = stored_ids(cs_home / "store", "braze_us")
+    assert len(ids) == len(set(ids)) == 1500
+    assert run.totals == {"acknowledged": 1500, "skipped": 5}
+    log = (result.run_dir / "push.log").read_text()
+    assert "bulk enqueue in a child process" in log
+
+
+HOLD_A_STREAM = """
+import sys, time
+from pathlib import Path
+from currents_segment import connectors, ledger_bulk, push
+from currents_segment.ledger import Ledger
+warehouse, ledger_path, config_path = sys.argv[1:4]
+ledger_bulk.CHUNK_ROWS = 50
+config = connectors.load(Path(config_path))
+ledger = Ledger(Path(ledger_path))
+con = push.open_warehouse(Path(warehouse), push.OUTBOX_TABLE)
+stream = push._enqueue(con, ledger, config.connectors[0], push.OUTBOX_TABLE, config.push,
+                       Path(warehouse), ledger_bulk.OpenFilter())
+print(stream._proc.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_the_enqueue_process_dies_with_a_killed_pusher(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    warehouse = build_outbox(tmp_path / "warehouse.duckdb", make_rows(10_000))
+    config = write_connectors(tmp_path / "connectors.yml", [connector("us")])
+    ledger_path = tmp_path / "ledger.sqlite"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_A_STREAM, str(warehouse), str(ledger_path), str(config)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "CS_TEST_KEY_US": "k"},
+    )
+    child = int(holder.stdout.readline())
+    assert Path(f"/proc/{child}").exists()  # still inserting 50 rows at a time
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.wait(10)
+    holder.stdout.close()
+
+    def alive(pid: int) -> bool:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except FileNotFoundError:
+            return False
+
+    deadline = time.monotonic() + 10
+    while alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(child)
+    # What it committed is whole chunks; the ledger opens and a new enqueue completes it.
+    ledger = Ledger(ledger_path)
+    try:
+        done = ledger.count_rows("us")
+        assert done < 10_000 and done % 50 == 0
+        con = push.open_warehouse(warehouse, push.OUTBOX_TABLE)
+        stream = push._enqueue(
+            con, ledger, connectors.load(config).connectors[0], push.OUTBOX_TABLE,
+            connectors.load(config).push, warehouse, None,
+        )  # fmt: skip
+        stream.close()
+        con.close()
+        assert ledger.count_rows("us") == 10_000
     finally:
         ledger.close()

@@ -1,4 +1,5 @@
-"""Enqueue in bulk: DuckDB copies a connector's new outbox rows into the SQLite ledger.
+"""Enqueue in bulk: DuckDB copies a connector's new outbox rows into the SQLite ledger, while
+the pusher already sends the rows it has been handed.
 
 Through Python's sqlite3 an enqueue costs a Python tuple and fourteen bound values per event
 (about 19 CPU seconds per million events on a slow core); DuckDB's SQLite extension writes the
@@ -8,31 +9,48 @@ each other's POSIX locks, so one copy closing the file would checkpoint and drop
 the other's open connection (SQLite's "How To Corrupt An SQLite Database File", 2.2.1; seen
 here as "database disk image is malformed"). Across processes SQLite's locking holds.
 
-The child inserts the rows the ledger lacks and moves unsent rows that the outbox now marks
-differently (the rules of ``ledger._UPSERT_CONFLICT``) in one SQLite transaction, then writes
-the connector's open rows (in-flight first, then pending, by seq) as an Arrow IPC file, so the
-parent never builds a Python object per event either. ``python -m currents_segment.ledger_bulk``
-reads its request as JSON on stdin and answers one JSON line on stdout.
+What the child does, in order (``python -m currents_segment.ledger_bulk``, a JSON request on
+stdin, JSON lines on stdout):
+
+1. the connector's outbox rows as ledger rows (``push._enqueue_sql``); an outbox holding a
+   messageId twice is refused before anything is written;
+2. unsent rows that the outbox now marks differently move (``ledger._UPSERT_CONFLICT``'s
+   rule), in one transaction;
+3. ``{"event": "total"}``: how many open rows the run will be handed and how many rows are new;
+4. the open rows already in the ledger (in-flight first, then pending, by seq) as an Arrow IPC
+   file, ``{"event": "rows"}``; then the new rows, ``CHUNK_ROWS`` at a time, each chunk in its
+   own transaction and then handed over the same way. The pusher sends each file's rows while
+   the next chunk is being inserted: in-flight first, then by seq, as ``Ledger.open_rows``.
+5. ``{"status": "ok"}``, or a failure status with the error.
+
+The child retries a transaction that finds the ledger locked (the pusher commits a batch's
+in-flight mark while the child inserts; DuckDB's extension has no busy timeout of its own).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pyarrow as pa
 
 OPEN_ROWS_SCHEMA = pa.schema(
     [("seq", pa.int64()), ("sent_id", pa.string()), ("currents_id", pa.string())]
 )
-# The outbox holds a messageId twice: the ledger's unique key refuses the insert.
-DUPLICATE = "duplicate_message_id"
-UNAVAILABLE = "unavailable"
+CHUNK_ROWS = 100_000
+LOCK_RETRY_SECONDS = 120.0
+# Statuses of the child's answer besides "ok".
+DUPLICATE = "duplicate_message_id"  # the outbox holds a messageId twice; nothing was written
+UNAVAILABLE = "unavailable"  # DuckDB's SQLite extension cannot load; nothing was written
+FAILED = "failed"
 
 
 class BulkError(RuntimeError):
@@ -43,8 +61,10 @@ class BulkError(RuntimeError):
 
 @dataclass(frozen=True)
 class OpenFilter:
+    """The open rows a run sends: event types and a time range (ledger time text)."""
+
     event_types: list[str] | None = None
-    since: str | None = None  # ledger time text, see ledger.now_text
+    since: str | None = None
     until: str | None = None
 
 
@@ -58,164 +78,318 @@ class Request:
     segment_workspace: str
     segment_source: str
     queued_at: str
-    open_filter: OpenFilter | None = None  # None: do not read open rows
-    open_rows_path: str = ""
+    open_filter: OpenFilter | None = None  # None: hand over no open rows
+    chunk_rows: int = 0  # new rows per transaction and per hand-over; 0: CHUNK_ROWS
+    out_dir: str = ""
 
 
-def run(request: Request, timeout: float = 3600) -> pa.Table | None:
-    """Enqueue in a child process; the open rows (None when not asked for).
+class OpenRowsTable:
+    """Open rows already in memory (the Python path)."""
 
-    Raises BulkError(UNAVAILABLE) when DuckDB's SQLite extension cannot load there (the caller
-    enqueues through Python instead; nothing was written), BulkError(DUPLICATE) for an outbox
-    with a messageId twice (nothing was written), BulkError("failed") otherwise.
-    """
-    with tempfile.TemporaryDirectory(prefix="cs-enqueue-") as tmp:
-        path = Path(tmp) / "open_rows.arrow"
-        payload = asdict(request) | {"open_rows_path": str(path)}
-        done = subprocess.run(
+    def __init__(self, table: pa.Table) -> None:
+        self.total = table.num_rows
+        self._table = table
+
+    def tables(self) -> Iterator[pa.Table]:
+        if self._table.num_rows:
+            yield self._table
+
+    def close(self) -> None:
+        pass
+
+
+class Stream:
+    """The child's open rows as they are handed over; ``close`` waits until it has enqueued
+    every row (also when the pusher stopped reading early)."""
+
+    def __init__(self, request: Request) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="cs-enqueue-")
+        payload = asdict(request) | {"out_dir": self._tmp.name, "parent_pid": os.getpid()}
+        self._stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed by close()
+        self._proc = subprocess.Popen(
             [sys.executable, "-m", "currents_segment.ledger_bulk"],
-            input=json.dumps(payload),
-            capture_output=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
             text=True,
-            timeout=timeout,
-            check=False,
         )
-        answer: dict[str, Any] = {}
-        for line in reversed(done.stdout.splitlines()):
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        self._proc.stdin.write(json.dumps(payload))
+        self._proc.stdin.close()
+        self._lines: IO[str] = self._proc.stdout
+        self.finished: dict[str, Any] | None = None
+        first = self._next()  # UNAVAILABLE and DUPLICATE arrive before anything is written
+        if first.get("event") != "total":
+            self.close()
+            self._raise(first)
+        self.total = int(first["open"])
+        self.new = int(first["new"])
+
+    def _next(self) -> dict[str, Any]:
+        for line in self._lines:
             if line.startswith("{"):
-                answer = json.loads(line)
-                break
-        if done.returncode != 0 or answer.get("status") != "ok":
-            kind = answer.get("status") or "failed"
-            detail = answer.get("error") or done.stderr.strip()[-500:] or f"exit {done.returncode}"
-            raise BulkError(kind, detail)
-        if request.open_filter is None:
-            return None
-        with pa.memory_map(str(path)) as source:
-            return pa.ipc.open_file(source).read_all().cast(OPEN_ROWS_SCHEMA)
+                message = json.loads(line)
+                if "status" in message:
+                    self.finished = message
+                return message
+        self._proc.wait()
+        self._stderr.seek(0)
+        detail = self._stderr.read().strip()[-500:] or f"exit code {self._proc.returncode}"
+        self.finished = {"status": FAILED, "error": f"the enqueue process ended: {detail}"}
+        return self.finished
+
+    @staticmethod
+    def _raise(message: dict[str, Any]) -> None:
+        raise BulkError(message.get("status", FAILED), message.get("error") or "no detail")
+
+    def tables(self) -> Iterator[pa.Table]:
+        while self.finished is None:
+            message = self._next()
+            if message.get("event") == "rows":
+                path = message["path"]
+                with pa.memory_map(path) as source:
+                    table = pa.ipc.open_file(source).read_all()
+                Path(path).unlink()
+                if table.num_rows:
+                    yield table.cast(OPEN_ROWS_SCHEMA)
+        if self.finished.get("status") != "ok":
+            self._raise(self.finished)
+
+    def close(self) -> None:
+        """Wait for the child to enqueue every row; raises BulkError when it failed."""
+        try:
+            while self.finished is None:
+                self._next()
+            self._proc.wait()
+        finally:
+            self._stderr.close()
+            self._tmp.cleanup()
+        if self.finished.get("status") != "ok":
+            self._raise(self.finished)
+
+
+# ---------------------------------------------------------------------------------------------
+# The child
 
 
 def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _child(req: dict[str, Any]) -> dict[str, Any]:
+def _open_where(flt: dict[str, Any], ts_column: str, params: dict[str, Any]) -> list[str]:
+    where = []
+    if flt.get("event_types"):
+        where.append("list_contains($types, currents_event_type)")
+        params["types"] = flt["event_types"]
+    if flt.get("since"):
+        where.append(f"{ts_column} >= $since")
+        params["since"] = flt["since"]
+    if flt.get("until"):
+        where.append(f"{ts_column} < $until")
+        params["until"] = flt["until"]
+    return where
+
+
+def _retrying(con: Any, work: Callable[[], None]) -> None:
+    """``work`` in one transaction, again while the ledger is locked by the pusher's commit."""
+    import duckdb
+
+    deadline = time.monotonic() + LOCK_RETRY_SECONDS
+    pause = 0.005
+    while True:
+        con.execute("BEGIN")
+        try:
+            work()
+            con.execute("COMMIT")
+            return
+        except duckdb.Error as exc:
+            con.execute("ROLLBACK")
+            if "locked" not in str(exc) and "busy" not in str(exc).lower():
+                raise
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.2)
+
+
+def _write_rows(con: Any, sql: str, params: dict[str, Any], path: Path) -> int:
+    import pyarrow.ipc as ipc
+
+    table = con.execute(sql, params).to_arrow_table().cast(OPEN_ROWS_SCHEMA)
+    with ipc.new_file(str(path), OPEN_ROWS_SCHEMA) as writer:
+        writer.write_table(table)
+    return table.num_rows
+
+
+def _child(req: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> None:
     import duckdb
 
     from currents_segment import duck
 
     con = duckdb.connect()
     if not duck.ensure_sqlite(con):
-        return {"status": UNAVAILABLE, "error": "DuckDB's SQLite extension cannot load"}
+        emit({"status": UNAVAILABLE, "error": "DuckDB's SQLite extension cannot load"})
+        return
     con.execute(f"ATTACH {_literal(req['warehouse'])} AS cs_warehouse (READ_ONLY)")
     con.execute("USE cs_warehouse")
     con.execute(f"ATTACH {_literal(req['ledger'])} AS cs_ledger (TYPE sqlite)")
+    connector = req["connector"]
     con.execute(f"CREATE TEMP TABLE cs_enqueue AS {req['rows_sql']}", req["params"])
+    twice = con.execute(
+        "SELECT sent_id FROM cs_enqueue GROUP BY sent_id HAVING count(*) > 1 ORDER BY 1 LIMIT 3"
+    ).fetchall()
+    if twice:
+        emit({"status": DUPLICATE, "error": "e.g. " + ", ".join(str(r[0]) for r in twice)})
+        return
+    con.execute(
+        "CREATE TEMP TABLE cs_known AS SELECT seq, message_id, status, reason"
+        " FROM cs_ledger.ledger_events WHERE connector = ?",
+        [connector],
+    )
+    con.execute(
+        """
+        CREATE TEMP TABLE cs_new AS
+        SELECT r.*, row_number() OVER (ORDER BY r.sent_id) AS n
+        FROM cs_enqueue r WHERE r.sent_id NOT IN (SELECT message_id FROM cs_known)
+        """
+    )
+    con.execute(
+        """
+        CREATE TEMP TABLE cs_changed AS
+        SELECT k.seq, r.status, r.reason, r.error, r.bytes
+        FROM cs_enqueue r JOIN cs_known k ON k.message_id = r.sent_id
+        WHERE k.status IN ('pending', 'skipped')
+            AND (k.status IS DISTINCT FROM r.status OR k.reason IS DISTINCT FROM r.reason)
+        """
+    )
+    changed = con.execute("SELECT count(*) FROM cs_changed").fetchone()[0]
+    if changed:
+        _retrying(
+            con,
+            lambda: con.execute(
+                """
+                UPDATE cs_ledger.ledger_events SET status = c.status, reason = c.reason,
+                    error = c.error, payload_bytes = c.bytes
+                FROM cs_changed c
+                WHERE ledger_events.seq = c.seq AND ledger_events.status IN ('pending', 'skipped')
+                """
+            ),
+        )
+    new = con.execute("SELECT count(*) FROM cs_new").fetchone()[0]
+    flt = req.get("open_filter")
+    out = Path(req["out_dir"])
+    if flt is None:
+        emit({"event": "total", "open": 0, "new": new})
+    else:
+        # The ledger view's rule for open rows, on its two tables (the extension cannot type a
+        # view's columns).
+        params: dict[str, Any] = {"connector": connector}
+        where = _open_where(flt, "e.event_timestamp", params)
+        existing_sql = f"""
+            SELECT e.seq, e.message_id AS sent_id, e.currents_id
+            FROM cs_ledger.ledger_events e
+            LEFT JOIN cs_ledger.batches b ON b.batch_id = e.batch_id AND e.status = 'in_flight'
+            WHERE e.connector = $connector
+                AND (e.status = 'pending'
+                    OR (e.status = 'in_flight' AND b.status IS DISTINCT FROM 'acknowledged'))
+                {"".join(" AND " + w.replace("currents_event_type", "e.currents_event_type")
+                         for w in where)}
+            ORDER BY e.status = 'pending', e.seq
+        """  # fmt: skip
+        path = out / "rows-000000.arrow"
+        existing = _write_rows(con, existing_sql, params, path)
+        new_params: dict[str, Any] = {}
+        new_where = ["status = 'pending'", *_open_where(flt, "event_ts", new_params)]
+        to_send = con.execute(
+            f"SELECT count(*) FROM cs_new WHERE {' AND '.join(new_where)}", new_params
+        ).fetchone()[0]
+        emit({"event": "total", "open": existing + to_send, "new": new})
+        emit({"event": "rows", "path": str(path), "rows": existing})
     consts = {
-        "connector": req["connector"],
+        "connector": connector,
         "workspace": req["segment_workspace"],
         "source": req["segment_source"],
         "queued_at": req["queued_at"],
     }
-    con.execute("BEGIN")
-    try:
-        con.execute(
-            """
-            INSERT INTO cs_ledger.ledger_events (connector, message_id, currents_id,
-                currents_event_type, app_group_id, segment_workspace, segment_source,
-                event_timestamp, date_hour, payload_bytes, status, reason, error, queued_at)
-            SELECT $connector, r.sent_id, r.message_id, r.currents_event_type, r.app_group_id,
-                $workspace, $source, r.event_ts, r.date_hour, r.bytes, r.status, r.reason,
-                r.error, $queued_at
-            FROM cs_enqueue r
-            WHERE r.sent_id NOT IN (
-                SELECT e.message_id FROM cs_ledger.ledger_events e WHERE e.connector = $connector
-            )
-            -- In key order, the ledger's unique index grows at its end.
-            ORDER BY r.sent_id
-            """,
-            consts,
-        )
-        # Unsent rows follow the outbox's sendable flag (ledger._UPSERT_CONFLICT's rule).
-        con.execute(
-            """
-            CREATE TEMP TABLE cs_changed AS
-            SELECT e.seq, r.status, r.reason, r.error, r.bytes
-            FROM cs_enqueue r JOIN cs_ledger.ledger_events e ON e.message_id = r.sent_id
-            WHERE e.connector = ? AND e.status IN ('pending', 'skipped')
-                AND (e.status IS DISTINCT FROM r.status OR e.reason IS DISTINCT FROM r.reason)
-            """,
-            [req["connector"]],
-        )
-        changed = con.execute("SELECT count(*) FROM cs_changed").fetchone()[0]
-        if changed:
+    step = int(req.get("chunk_rows") or CHUNK_ROWS)
+    for number, low in enumerate(range(1, new + 1, step), start=1):
+        high = low + step - 1
+        last: list[int] = []
+
+        def insert(low: int = low, high: int = high, last: list[int] = last) -> None:
+            last[:] = [
+                con.execute(
+                    "SELECT coalesce(max(CAST(seq AS BIGINT)), 0) FROM sqlite_query('cs_ledger',"
+                    " 'SELECT max(seq) AS seq FROM ledger_events')"
+                ).fetchone()[0]
+            ]
             con.execute(
                 """
-                UPDATE cs_ledger.ledger_events SET status = c.status, reason = c.reason,
-                    error = c.error, payload_bytes = c.bytes
-                FROM cs_changed c WHERE ledger_events.seq = c.seq
-                """
+                INSERT INTO cs_ledger.ledger_events (connector, message_id, currents_id,
+                    currents_event_type, app_group_id, segment_workspace, segment_source,
+                    event_timestamp, date_hour, payload_bytes, status, reason, error, queued_at)
+                SELECT $connector, r.sent_id, r.message_id, r.currents_event_type,
+                    r.app_group_id, $workspace, $source, r.event_ts, r.date_hour, r.bytes,
+                    r.status, r.reason, r.error, $queued_at
+                FROM cs_new r WHERE r.n BETWEEN $low AND $high
+                -- In key order, the ledger's unique index grows at its end.
+                ORDER BY r.n
+                """,
+                consts | {"low": low, "high": high},
             )
-        con.execute("COMMIT")
-    except duckdb.Error as exc:
-        con.execute("ROLLBACK")
-        if "UNIQUE constraint failed" not in str(exc):
-            raise
-        return {"status": DUPLICATE, "error": str(exc).splitlines()[0][:300]}
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    if req.get("open_filter") is not None:
-        _write_open_rows(con, req["connector"], req["open_filter"], req["open_rows_path"])
-    con.close()
-    return {"status": "ok", "changed": changed}
 
-
-def _write_open_rows(con: Any, connector: str, flt: dict[str, Any], path: str) -> None:
-    """The ``ledger`` view's open rows, read from its two tables (DuckDB cannot type a view's
-    columns through the extension)."""
-    import pyarrow.ipc as ipc
-
-    where = [
-        "e.connector = $connector",
-        "(e.status = 'pending'"
-        " OR (e.status = 'in_flight' AND b.status IS DISTINCT FROM 'acknowledged'))",
-    ]
-    params: dict[str, Any] = {"connector": connector}
-    if flt.get("event_types"):
-        where.append("list_contains($types, e.currents_event_type)")
-        params["types"] = flt["event_types"]
-    if flt.get("since"):
-        where.append("e.event_timestamp >= $since")
-        params["since"] = flt["since"]
-    if flt.get("until"):
-        where.append("e.event_timestamp < $until")
-        params["until"] = flt["until"]
-    table = (
-        con.execute(
+        _retrying(con, insert)
+        if flt is None:
+            continue
+        # The rows just inserted: seqs above the ledger's largest before this chunk (the push
+        # lock keeps every other writer away from inserts), read by rowid range in SQLite.
+        params = {}
+        where = ["status = 'pending'", "connector = $connector", *_open_where(flt, "event_timestamp", params)]  # fmt: skip
+        params["connector"] = connector
+        path = out / f"rows-{number:06d}.arrow"
+        rows = _write_rows(
+            con,
             f"""
-            SELECT CAST(e.seq AS BIGINT) AS seq, e.message_id AS sent_id, e.currents_id
-            FROM cs_ledger.ledger_events e
-            LEFT JOIN cs_ledger.batches b ON b.batch_id = e.batch_id AND e.status = 'in_flight'
-            WHERE {" AND ".join(where)}
-            ORDER BY e.status = 'pending', e.seq
+            SELECT CAST(seq AS BIGINT) AS seq, message_id AS sent_id, currents_id
+            FROM sqlite_query('cs_ledger',
+                'SELECT seq, connector, message_id, currents_id, status, currents_event_type,
+                    event_timestamp FROM ledger_events WHERE seq > {int(last[0])} ORDER BY seq')
+            WHERE {" AND ".join(where)} ORDER BY 1
             """,
             params,
+            path,
         )
-        .to_arrow_table()
-        .cast(OPEN_ROWS_SCHEMA)
-    )
-    with ipc.new_file(path, OPEN_ROWS_SCHEMA) as writer:
-        writer.write_table(table)
+        emit({"event": "rows", "path": str(path), "rows": rows})
+    con.close()
+    emit({"status": "ok", "new": new, "changed": changed})
+
+
+def _die_with_parent(parent_pid: int | None) -> None:
+    """A pusher killed with -9 takes this process along (Linux): its open transaction rolls
+    back, and a resumed push never races an orphan inserting the same rows."""
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the parent waits for this process anyway
+        return
+    if parent_pid is not None and os.getppid() != parent_pid:  # died before prctl took effect
+        os._exit(1)
 
 
 def main() -> None:
     request = json.loads(sys.stdin.read())
+    _die_with_parent(request.get("parent_pid"))
+
+    def emit(message: dict[str, Any]) -> None:
+        print(json.dumps(message), flush=True)
+
     try:
-        answer = _child(request)
+        _child(request, emit)
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which names the connector
-        answer = {"status": "failed", "error": f"{type(exc).__name__}: {str(exc)[:500]}"}
-    print(json.dumps(answer), flush=True)
+        emit({"status": FAILED, "error": f"{type(exc).__name__}: {str(exc)[:500]}"})
 
 
 if __name__ == "__main__":

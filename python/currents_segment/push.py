@@ -14,6 +14,7 @@ stopped (final 4xx, retries exhausted) or a gate failed; 2 configuration or run 
 from __future__ import annotations
 
 import base64
+import contextlib
 import email.utils
 import json
 import logging
@@ -24,7 +25,7 @@ import secrets
 import threading
 import time
 import zlib
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -355,30 +356,31 @@ def _enqueue(
     policy: PushSettings,
     warehouse: Path,
     selection: ledger_bulk.OpenFilter | None,
-) -> tuple[int, pa.Table | None]:
-    """Copy the connector's outbox rows into the ledger, then read its open rows in
-    ``selection`` (None: none wanted). Returns (rows new to the ledger, open rows).
+) -> ledger_bulk.Stream | ledger_bulk.OpenRowsTable:
+    """Copy the connector's outbox rows into the ledger and hand over its open rows in
+    ``selection`` (None: none wanted), in-flight first, then pending by seq.
 
-    In bulk (``ledger_bulk``) where it can run: a file ledger, DuckDB's SQLite extension
-    loadable, not disabled by CURRENTS_SEGMENT_LEDGER_BULK=0. Otherwise the rows are fetched
-    and upserted through Python's sqlite3: the same rows, the same rules, the same result.
+    In bulk where it can run (``ledger_bulk``: a file ledger, DuckDB's SQLite extension
+    loadable, not disabled by CURRENTS_SEGMENT_LEDGER_BULK=0): a child process inserts the new
+    rows chunk by chunk and the run sends each chunk while the next is inserted; ``close()``
+    on the result waits until every row is in. Otherwise the rows are fetched and upserted
+    through Python's sqlite3 first: the same rows, the same rules, the same result.
     """
     sql, params = _enqueue_sql(connector, table, policy)
-    before = ledger.count_rows(connector.name)
     queued_at = now_text()
     if str(ledger.path) != ":memory:" and os.environ.get(LEDGER_BULK_ENV, "1") != "0":
         request = ledger_bulk.Request(
             str(warehouse), str(ledger.path), sql, params, connector.name,
             connector.segment_workspace, connector.segment_source, queued_at, selection,
+            ledger_bulk.CHUNK_ROWS,
         )  # fmt: skip
         try:
-            open_rows = ledger_bulk.run(request)
-            return ledger.count_rows(connector.name) - before, open_rows
+            return ledger_bulk.Stream(request)
         except ledger_bulk.BulkError as exc:
             if exc.kind == ledger_bulk.DUPLICATE:
                 raise PushError(
-                    f"connector {connector.name}: the outbox {table} holds a messageId twice, "
-                    f"which the ledger refuses ({exc}); nothing was enqueued. dbt build's "
+                    f"connector {connector.name}: the outbox {table} holds a messageId twice "
+                    f"({exc}), which the ledger refuses; nothing was enqueued. dbt build's "
                     "uniqueness test on the outbox names the rows"
                 ) from None
             if exc.kind != ledger_bulk.UNAVAILABLE:
@@ -390,17 +392,16 @@ def _enqueue(
         ledger.enqueue_outbox(
             connector.name, connector.segment_workspace, connector.segment_source, queued_at, chunk
         )
-    queued = ledger.count_rows(connector.name) - before
+    schema = ledger_bulk.OPEN_ROWS_SCHEMA
     if selection is None:
-        return queued, None
+        return ledger_bulk.OpenRowsTable(schema.empty_table())
     rows = ledger.open_rows(connector.name, selection.event_types, selection.since, selection.until)
     seqs, sent_ids, currents_ids = zip(*rows, strict=True) if rows else ((), (), ())
-    schema = ledger_bulk.OPEN_ROWS_SCHEMA
     columns = [
         pa.array(values, f.type)
         for values, f in zip((seqs, sent_ids, currents_ids), schema, strict=True)
     ]
-    return queued, pa.table(columns, schema=schema)
+    return ledger_bulk.OpenRowsTable(pa.table(columns, schema=schema))
 
 
 def _selection(connector: Connector, options: PushOptions) -> ledger_bulk.OpenFilter | None:
@@ -415,7 +416,7 @@ def _selection(connector: Connector, options: PushOptions) -> ledger_bulk.OpenFi
 
 def _payload_chunks(
     con: duckdb.DuckDBPyConnection,
-    open_rows: pa.Table,
+    open_rows: Iterable[pa.Table],
     table: str,
     chunk_rows: int,
 ) -> Iterator[pa.RecordBatch]:
@@ -425,8 +426,9 @@ def _payload_chunks(
     One query per chunk of open rows: the first chunk is ready after one join of ``chunk_rows``
     rows instead of a sort of all of them, so sending starts sooner.
     """
-    for start in range(0, open_rows.num_rows, chunk_rows):
-        yield from _payload_chunk(con, open_rows.slice(start, chunk_rows), table, chunk_rows)
+    for rows in open_rows:
+        for start in range(0, rows.num_rows, chunk_rows):
+            yield from _payload_chunk(con, rows.slice(start, chunk_rows), table, chunk_rows)
 
 
 def _payload_chunk(
@@ -601,17 +603,15 @@ def _push_connector(
     url: str,
     auth: str,
     run_dir: Path,
-    open_rows: pa.Table | None,
+    open_rows: ledger_bulk.Stream | ledger_bulk.OpenRowsTable,
 ) -> None:
     policy = coord.policy
     ledger = coord.ledger
-    run.open_in_selection = 0 if open_rows is None else open_rows.num_rows
-    if open_rows is None or not open_rows.num_rows:
+    run.open_in_selection = open_rows.total
+    if not open_rows.total:
         return
     if coord.progress is not None:
-        coord.tasks[connector.name] = coord.progress.add_task(
-            connector.name, total=open_rows.num_rows
-        )
+        coord.tasks[connector.name] = coord.progress.add_task(connector.name, total=open_rows.total)
     prepared = _prepared_chunks(
         con,
         open_rows,
@@ -708,7 +708,7 @@ def _prepare_chunk(
 
 def _prepared_chunks(
     con: duckdb.DuckDBPyConnection,
-    open_rows: pa.Table,
+    open_rows: ledger_bulk.Stream | ledger_bulk.OpenRowsTable,
     table: str,
     policy: PushSettings,
     connector_name: str,
@@ -721,7 +721,7 @@ def _prepared_chunks(
 
     def produce() -> None:
         try:
-            chunks = _payload_chunks(con, open_rows, table, policy.gate_chunk_events)
+            chunks = _payload_chunks(con, open_rows.tables(), table, policy.gate_chunk_events)
             for number, chunk in enumerate(chunks, start=1):
                 if stop.is_set() or closing.is_set():
                     break
@@ -820,17 +820,33 @@ def run_push(config: ConnectorsConfig, options: PushOptions) -> PushResult:
                 runs.append(run)
                 coord.runs[c.name] = run
                 enqueue_started = time.monotonic()
-                run.queued, open_rows = _enqueue(
+                before = ledger.count_rows(c.name)
+                open_rows = _enqueue(
                     con, ledger, c, options.outbox_table, policy, warehouse, _selection(c, options)
                 )
                 log.info(
-                    "connector %s: %s new ledger rows, %s open rows read in %.1fs",
-                    c.name, run.queued, 0 if open_rows is None else open_rows.num_rows,
-                    time.monotonic() - enqueue_started,
+                    "connector %s: %s open rows to send, first handed over after %.1fs (%s)",
+                    c.name, open_rows.total, time.monotonic() - enqueue_started,
+                    "bulk enqueue in a child process"
+                    if isinstance(open_rows, ledger_bulk.Stream) else "enqueued through Python",
                 )  # fmt: skip
-                _push_connector(
-                    coord, con, c, run, options, c.endpoint(api_base), auths.get(c.name, ""),
-                    run_dir, open_rows,
+                try:
+                    _push_connector(
+                        coord, con, c, run, options, c.endpoint(api_base),
+                        auths.get(c.name, ""), run_dir, open_rows,
+                    )  # fmt: skip
+                except BaseException:
+                    with contextlib.suppress(ledger_bulk.BulkError):
+                        open_rows.close()
+                    raise
+                try:
+                    open_rows.close()  # every row enqueued, also after an early stop
+                except ledger_bulk.BulkError as exc:
+                    raise PushError(f"connector {c.name}: enqueue failed: {exc}") from None
+                run.queued = ledger.count_rows(c.name) - before
+                log.info(
+                    "connector %s: %s new ledger rows in %.1fs",
+                    c.name, run.queued, time.monotonic() - enqueue_started,
                 )  # fmt: skip
             coord.close()
         finally:
