@@ -201,11 +201,8 @@ def store_counts(store: Path) -> tuple[int, int]:
     return int(rows), int(distinct)
 
 
-def run_ours(work: Path, warehouse: Path, offered: int, faults: dict | None, tag: str) -> dict:
-    from currents_segment import connectors, gate, push
-    from currents_segment.emulator import running_emulator
-
-    gate.warm_up()
+def write_bench_connectors(work: Path) -> Path:
+    """The bench connector (every event, one Segment source) and its key's variable."""
     config_path = work / "connectors.yml"
     config_path.write_text(
         yaml.safe_dump(
@@ -231,6 +228,15 @@ def run_ours(work: Path, warehouse: Path, offered: int, faults: dict | None, tag
         )
     )
     os.environ["BENCH_PUSH_WRITE_KEY"] = WRITE_KEY
+    return config_path
+
+
+def run_ours(work: Path, warehouse: Path, offered: int, faults: dict | None, tag: str) -> dict:
+    from currents_segment import connectors, gate, push
+    from currents_segment.emulator import running_emulator
+
+    gate.warm_up()
+    config_path = write_bench_connectors(work)
     config = connectors.load(config_path)
     store = work / f"store-{tag}"
     ledger = work / f"ledger-{tag}.sqlite"

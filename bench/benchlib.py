@@ -8,9 +8,26 @@ import subprocess
 from pathlib import Path
 
 
+def python_loop_seconds(repeat: int = 3) -> float:
+    """Median seconds of a fixed pure-Python loop (5M additions): a yardstick of the core's
+    speed for comparing results across machines of this kind (the same 2-core kind has run
+    2.5 times slower on one host than on another)."""
+    import statistics
+    import time
+
+    runs = []
+    for _ in range(repeat):
+        began = time.perf_counter()
+        total = 0
+        for i in range(5_000_000):
+            total += i
+        runs.append(time.perf_counter() - began)
+    return round(statistics.median(runs), 3)
+
+
 def machine() -> dict[str, object]:
-    """nproc, CPU model, Python and DuckDB versions, and the 1-minute load average at start
-    (these machines are shared: the load says how noisy the run was)."""
+    """nproc, CPU model, Python and DuckDB versions, the 1-minute load average at start (these
+    machines are shared: the load says how noisy the run was) and the Python loop yardstick."""
     import duckdb
 
     model = "unknown"
@@ -28,4 +45,5 @@ def machine() -> dict[str, object]:
         "python": platform.python_version(),
         "duckdb": duckdb.__version__,
         "loadavg_at_start": round(os.getloadavg()[0], 2),
+        "python_loop_5m_s": python_loop_seconds(),
     }

@@ -226,7 +226,9 @@ def _child(req: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> None:
 
     from currents_segment import duck
 
-    con = duckdb.connect()
+    # One thread: the pusher sends beside this process, and DuckDB's second thread cost about
+    # a fifth more CPU for a quarter less time (measured at 1M rows).
+    con = duckdb.connect(config={"threads": 1})
     if not duck.ensure_sqlite(con):
         emit({"status": UNAVAILABLE, "error": "DuckDB's SQLite extension cannot load"})
         return
@@ -251,6 +253,8 @@ def _child(req: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> None:
         CREATE TEMP TABLE cs_new AS
         SELECT r.*, row_number() OVER (ORDER BY r.sent_id) AS n
         FROM cs_enqueue r WHERE r.sent_id NOT IN (SELECT message_id FROM cs_known)
+        -- Stored in chunk order: each chunk's scan reads only its own row groups.
+        ORDER BY n
         """
     )
     con.execute(
