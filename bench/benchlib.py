@@ -9,9 +9,10 @@ from pathlib import Path
 
 
 def python_loop_seconds(repeat: int = 3) -> float:
-    """Median seconds of a fixed pure-Python loop (5M additions): a yardstick of the core's
-    speed for comparing results across machines of this kind (the same 2-core kind has run
-    2.5 times slower on one host than on another)."""
+    """Median seconds of a fixed pure-Python loop (5M additions): a yardstick of interpreter
+    speed for comparing results across hosts of this kind. It does not see memory bandwidth:
+    for DuckDB-heavy work compare landing's bare read_avro reference (5.6 CPU s per 1M events
+    on one host, 17.9 on another of the same 2-core kind)."""
     import statistics
     import time
 

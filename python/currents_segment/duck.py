@@ -1,4 +1,4 @@
-"""DuckDB connections with the Avro extension available offline where the wheel is installed."""
+"""DuckDB connections, and DuckDB's Avro and SQLite extensions loaded offline from their wheels."""
 
 from __future__ import annotations
 
@@ -6,77 +6,47 @@ from pathlib import Path
 
 import duckdb
 
-_avro_ready: bool | None = None
+# extension -> whether it loaded in this process (None: not tried yet)
+_ready: dict[str, bool] = {}
+
+
+def _ensure(con: duckdb.DuckDBPyConnection, extension: str, wheel_name: str) -> bool:
+    """Load a DuckDB extension: already installed (``LOAD``), else from its
+    duckdb-extension-* wheel (offline), else ``INSTALL`` from DuckDB's repository."""
+    if _ready.get(extension) is False:
+        return False
+
+    def from_wheel(c: duckdb.DuckDBPyConnection) -> None:
+        from duckdb_extensions import import_extension
+
+        import_extension(wheel_name, con=c)
+        c.execute(f"LOAD {extension}")
+
+    def from_repository(c: duckdb.DuckDBPyConnection) -> None:
+        c.execute(f"INSTALL {extension}")
+        c.execute(f"LOAD {extension}")
+
+    for attempt in (lambda c: c.execute(f"LOAD {extension}"), from_wheel, from_repository):
+        try:
+            attempt(con)
+            _ready[extension] = True
+            return True
+        except Exception:  # noqa: BLE001 - each way may fail for its own reason; try the next
+            continue
+    _ready[extension] = False
+    return False
 
 
 def ensure_avro(con: duckdb.DuckDBPyConnection) -> bool:
-    """Load DuckDB's Avro extension; True when ``read_avro`` is usable.
-
-    Tries ``LOAD avro`` (already installed), then the ``duckdb-extension-avro`` wheel (offline),
-    then ``INSTALL avro`` from DuckDB's repository. False means callers use the fastavro path.
-    """
-    global _avro_ready
-    if _avro_ready is False:
-        return False
-    for attempt in (_load, _install_from_wheel, _install_from_repository):
-        try:
-            attempt(con)
-            _avro_ready = True
-            return True
-        except Exception:  # noqa: BLE001 - each way may fail for its own reason; try the next
-            continue
-    _avro_ready = False
-    return False
-
-
-def _load(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute("LOAD avro")
-
-
-def _install_from_wheel(con: duckdb.DuckDBPyConnection) -> None:
-    from duckdb_extensions import import_extension
-
-    import_extension("avro", con=con)
-    con.execute("LOAD avro")
-
-
-def _install_from_repository(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute("INSTALL avro")
-    con.execute("LOAD avro")
-
-
-_sqlite_ready: bool | None = None
+    """Load DuckDB's Avro extension; True when ``read_avro`` is usable (the
+    duckdb-extension-avro wheel works offline). False means callers use the fastavro path."""
+    return _ensure(con, "avro", "avro")
 
 
 def ensure_sqlite(con: duckdb.DuckDBPyConnection) -> bool:
-    """Load DuckDB's SQLite extension (``ATTACH ... (TYPE sqlite)``); True when it loaded.
-
-    Same order as ``ensure_avro``: installed already, the duckdb-extension-sqlite-scanner wheel
-    (offline), DuckDB's repository.
-    """
-    global _sqlite_ready
-    if _sqlite_ready is False:
-        return False
-    for attempt in (
-        lambda c: c.execute("LOAD sqlite"),
-        _sqlite_from_wheel,
-        lambda c: (c.execute("INSTALL sqlite"), c.execute("LOAD sqlite")),
-    ):
-        try:
-            attempt(con)
-            _sqlite_ready = True
-            return True
-        except Exception:  # noqa: BLE001 - each way may fail for its own reason; try the next
-            continue
-    _sqlite_ready = False
-    return False
-
-
-def _sqlite_from_wheel(con: duckdb.DuckDBPyConnection) -> None:
-    from duckdb_extensions import import_extension
-
-    import_extension("sqlite_scanner", con=con)
-    con.execute("LOAD sqlite")
+    """Load DuckDB's SQLite extension (``ATTACH ... (TYPE sqlite)``; the
+    duckdb-extension-sqlite-scanner wheel works offline); True when it loaded."""
+    return _ensure(con, "sqlite", "sqlite_scanner")
 
 
 def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnection:
