@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import sys
 import time
@@ -27,12 +26,6 @@ import bench_push
 from benchlib import machine
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def cpu_seconds() -> float:
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def one_run(work: Path, warehouse: Path, mode: str) -> dict[str, float]:
@@ -50,7 +43,7 @@ def one_run(work: Path, warehouse: Path, mode: str) -> dict[str, float]:
     try:
         out: dict[str, float] = {}
         for label in ("first", "again"):
-            began, cpu = time.perf_counter(), cpu_seconds()
+            began, cpu = time.perf_counter(), bench_push.client_cpu_seconds()
             handed = push._enqueue(
                 con, ledger, connector, push.OUTBOX_TABLE, config.push, warehouse,
                 ledger_bulk.OpenFilter(),
@@ -62,7 +55,7 @@ def one_run(work: Path, warehouse: Path, mode: str) -> dict[str, float]:
                 rows += table.num_rows
             handed.close()
             out[f"{label}_seconds"] = round(time.perf_counter() - began, 2)
-            out[f"{label}_cpu_seconds"] = round(cpu_seconds() - cpu, 2)
+            out[f"{label}_cpu_seconds"] = round(bench_push.client_cpu_seconds() - cpu, 2)
             out[f"{label}_open_rows"] = rows
             if label == "first":
                 out["first_rows_handed_after_s"] = round(first_rows_s or 0.0, 2)

@@ -97,19 +97,22 @@ def _ingest(export: Path, db: Path) -> dict[str, float]:
     from currents_segment import landing
 
     spent: Counter[str] = Counter()
-    originals = {}
-    for name in ("_land_group", "_load_native", "_check_counts", "_record", "_plan"):
-        original = getattr(landing, name)
-        originals[name] = original
 
-        def timed(*args, __f=original, __name=name, **kwargs):  # noqa: ANN202
+    def timing(name: str, original):  # noqa: ANN001, ANN202 - wraps any landing function
+        @functools.wraps(original)
+        def timed(*args, **kwargs):  # noqa: ANN202
             began = time.process_time()
             try:
-                return __f(*args, **kwargs)
+                return original(*args, **kwargs)
             finally:
-                spent[__name] += time.process_time() - began
+                spent[name] += time.process_time() - began
 
-        setattr(landing, name, functools.wraps(original)(timed))
+        return timed
+
+    originals = {}
+    for name in ("_land_group", "_load_native", "_check_counts", "_record", "_plan"):
+        originals[name] = getattr(landing, name)
+        setattr(landing, name, timing(name, originals[name]))
     os.environ[landing.WORKERS_ENV] = "1"
     for leftover in (db, db.with_name(db.name + ".wal")):
         leftover.unlink(missing_ok=True)

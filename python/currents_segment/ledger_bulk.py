@@ -1,13 +1,14 @@
 """Enqueue in bulk: DuckDB copies a connector's new outbox rows into the SQLite ledger, while
 the pusher already sends the rows it has been handed.
 
-Through Python's sqlite3 an enqueue costs a Python tuple and fourteen bound values per event
-(about 19 CPU seconds per million events on a slow core); DuckDB's SQLite extension writes the
-same rows from the outbox query in C (about 7). It runs in a **child process** on purpose: the
-extension carries its own copy of SQLite, and two copies of SQLite in one process do not see
-each other's POSIX locks, so one copy closing the file would checkpoint and drop the WAL under
-the other's open connection (SQLite's "How To Corrupt An SQLite Database File", 2.2.1; seen
-here as "database disk image is malformed"). Across processes SQLite's locking holds.
+Through Python's sqlite3 an enqueue costs a Python tuple and fourteen bound values per event,
+inside the pusher's GIL-bound process; DuckDB's SQLite extension writes the same rows from the
+outbox query in C (``bench/bench_enqueue.py``: 1.3 times less CPU for 1M new rows, 1.9 times for
+a run with nothing new, first rows ready 2.6 times sooner). It runs in a **child process** on
+purpose: the extension carries its own copy of SQLite, and two copies of SQLite in one process
+do not see each other's POSIX locks, so one copy closing the file would checkpoint and drop the
+WAL under the other's open connection (SQLite's "How To Corrupt An SQLite Database File", 2.2.1;
+seen here as "database disk image is malformed"). Across processes SQLite's locking holds.
 
 What the child does, in order (``python -m currents_segment.ledger_bulk``, a JSON request on
 stdin, JSON lines on stdout):
@@ -95,7 +96,7 @@ class OpenRowsTable:
             yield self._table
 
     def close(self) -> None:
-        pass
+        """Nothing to wait for: the Python path enqueued every row before handing any over."""
 
 
 class Stream:
@@ -123,7 +124,6 @@ class Stream:
             self.close()
             self._raise(first)
         self.total = int(first["open"])
-        self.new = int(first["new"])
 
     def _next(self) -> dict[str, Any]:
         for line in self._lines:
@@ -176,10 +176,14 @@ def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _open_where(flt: dict[str, Any], ts_column: str, params: dict[str, Any]) -> list[str]:
+def _open_where(
+    flt: dict[str, Any], type_column: str, ts_column: str, params: dict[str, Any]
+) -> list[str]:
+    """The run's filter (``OpenFilter``) as SQL conditions on the given columns; the values go
+    into ``params``. (Ledger._open_filter is the same rule in SQLite's dialect.)"""
     where = []
     if flt.get("event_types"):
-        where.append("list_contains($types, currents_event_type)")
+        where.append(f"list_contains($types, {type_column})")
         params["types"] = flt["event_types"]
     if flt.get("since"):
         where.append(f"{ts_column} >= $since")
@@ -227,7 +231,7 @@ def _child(req: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> None:
     from currents_segment import duck
 
     # One thread: the pusher sends beside this process, and DuckDB's second thread cost about
-    # a fifth more CPU for a quarter less time (measured at 1M rows).
+    # a fifth more CPU for a quarter less time (measured ad hoc at 1M rows, 2026-12-01).
     con = duckdb.connect(config={"threads": 1})
     if not duck.ensure_sqlite(con):
         emit({"status": UNAVAILABLE, "error": "DuckDB's SQLite extension cannot load"})
@@ -288,7 +292,7 @@ def _child(req: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> None:
         # The ledger view's rule for open rows, on its two tables (the extension cannot type a
         # view's columns).
         params: dict[str, Any] = {"connector": connector}
-        where = _open_where(flt, "e.event_timestamp", params)
+        where = _open_where(flt, "e.currents_event_type", "e.event_timestamp", params)
         existing_sql = f"""
             SELECT e.seq, e.message_id AS sent_id, e.currents_id
             FROM cs_ledger.ledger_events e
@@ -296,14 +300,16 @@ def _child(req: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> None:
             WHERE e.connector = $connector
                 AND (e.status = 'pending'
                     OR (e.status = 'in_flight' AND b.status IS DISTINCT FROM 'acknowledged'))
-                {"".join(" AND " + w.replace("currents_event_type", "e.currents_event_type")
-                         for w in where)}
+                {"".join(" AND " + w for w in where)}
             ORDER BY e.status = 'pending', e.seq
         """  # fmt: skip
         path = out / "rows-000000.arrow"
         existing = _write_rows(con, existing_sql, params, path)
         new_params: dict[str, Any] = {}
-        new_where = ["status = 'pending'", *_open_where(flt, "event_ts", new_params)]
+        new_where = [
+            "status = 'pending'",
+            *_open_where(flt, "currents_event_type", "event_ts", new_params),
+        ]
         to_send = con.execute(
             f"SELECT count(*) FROM cs_new WHERE {' AND '.join(new_where)}", new_params
         ).fetchone()[0]
@@ -348,7 +354,11 @@ def _child(req: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> None:
         # The rows just inserted: seqs above the ledger's largest before this chunk (the push
         # lock keeps every other writer away from inserts), read by rowid range in SQLite.
         params = {}
-        where = ["status = 'pending'", "connector = $connector", *_open_where(flt, "event_timestamp", params)]  # fmt: skip
+        where = [
+            "status = 'pending'",
+            "connector = $connector",
+            *_open_where(flt, "currents_event_type", "event_timestamp", params),
+        ]
         params["connector"] = connector
         path = out / f"rows-{number:06d}.arrow"
         rows = _write_rows(

@@ -825,7 +825,7 @@ def run_push(config: ConnectorsConfig, options: PushOptions) -> PushResult:
                     con, ledger, c, options.outbox_table, policy, warehouse, _selection(c, options)
                 )
                 log.info(
-                    "connector %s: %s open rows to send, first handed over after %.1fs (%s)",
+                    "connector %s: %s open rows to send, counted after %.1fs (%s)",
                     c.name, open_rows.total, time.monotonic() - enqueue_started,
                     "bulk enqueue in a child process"
                     if isinstance(open_rows, ledger_bulk.Stream) else "enqueued through Python",
@@ -845,7 +845,7 @@ def run_push(config: ConnectorsConfig, options: PushOptions) -> PushResult:
                     raise PushError(f"connector {c.name}: enqueue failed: {exc}") from None
                 run.queued = ledger.count_rows(c.name) - before
                 log.info(
-                    "connector %s: %s new ledger rows in %.1fs",
+                    "connector %s: %s new ledger rows; enqueue and send took %.1fs",
                     c.name, run.queued, time.monotonic() - enqueue_started,
                 )  # fmt: skip
             coord.close()
