@@ -67,9 +67,10 @@ ANALYTICS_TUNED = {"max_queue_size": 2_000_000, "upload_size": 500, "thread": 2}
 
 
 def proc_cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process (the emulator subprocess)."""
+    """User + system CPU seconds of a process (the emulator subprocess) and of its finished
+    children (the emulator's forked store flushes)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 def client_cpu_seconds() -> float:
@@ -251,10 +252,11 @@ def run_ours(work: Path, warehouse: Path, offered: int, faults: dict | None, tag
             push.PushOptions(api_base=emu.url, warehouse=warehouse, ledger=ledger, progress=False),
         )
         elapsed = time.monotonic() - started
-        cpu = cpu_fields(
-            offered, client_cpu_seconds() - client_cpu, proc_cpu_seconds(emu.pid) - server_cpu
-        )
+        client_cpu = client_cpu_seconds() - client_cpu
+        # The emulator's CPU after its last flush: every kept event's store work is counted,
+        # also a forked flush still running when the push returned.
         emu.flush()
+        cpu = cpu_fields(offered, client_cpu, proc_cpu_seconds(emu.pid) - server_cpu)
         stats = emu.stats()
     rows, distinct = store_counts(store)
     run = result.connectors[0]
@@ -334,10 +336,9 @@ def run_analytics(
         client.flush()
         client.join()
         elapsed = time.monotonic() - started
-        cpu = cpu_fields(
-            len(calls), client_cpu_seconds() - client_cpu, proc_cpu_seconds(emu.pid) - server_cpu
-        )
-        emu.flush()
+        client_cpu = client_cpu_seconds() - client_cpu
+        emu.flush()  # as for ours: the emulator's CPU includes its last flush
+        cpu = cpu_fields(len(calls), client_cpu, proc_cpu_seconds(emu.pid) - server_cpu)
         stats = emu.stats()
     rows, distinct = store_counts(store)
     shutil.rmtree(store, ignore_errors=True)

@@ -21,6 +21,7 @@ import requests
 
 from currents_segment import catalogue
 from currents_segment.emulator import (
+    EmulatorError,
     open_store,
     read_table,
     running_emulator,
@@ -836,3 +837,86 @@ def test_a_failed_flush_puts_rows_back_in_order_and_rescue_writes_them_whole(tmp
     }
     assert [line.get("row", {}).get("id") for line in lines[:3]] == ["m1", "m2", "m3"]
     assert lines[3] == {"table": "dropped", "row": {"message_id": "d1", "reason": "deduplicated"}}
+
+
+def _stored(store: Path) -> dict[str, list[dict]]:
+    """Every stored table's rows by id order, without the columns that depend on the clock."""
+    out = {}
+    for schema, tables in store_tables(store).items():
+        for table in tables:
+            rows = read_table(store, schema, table)
+            for row in rows:
+                for column in ("received_at", "uuid_ts"):
+                    row.pop(column, None)
+            out[f"{schema}.{table}"] = sorted(rows, key=lambda r: str(r.get("id")))
+    return out
+
+
+def test_forked_and_threaded_flushes_store_the_same_rows(tmp_path):
+    calls = [
+        track("same-1", event="Email Sent"),
+        track(
+            "same-2",
+            event="WhatsApp Sent",
+            context={"traits": {}, "device": {"model": "Pixel 8"}, "ip": "10.0.0.1"},
+            properties={"nested": {"innerKey": 3}, "tags": ["a"], "id": "x", "n": 1.5},
+        ),
+        track("same-3", event="Email Sent", properties={"campaignId": 7, "extra": None}),
+        track("same-4", event="Email Sent", context={}, properties={}),
+    ]
+    stored = {}
+    for in_child in (True, False):
+        store = tmp_path / f"store-{in_child}"
+        with running_emulator({**CONFIG, "flush_in_child_process": in_child}, store) as emu:
+            assert post(emu.url, calls).status_code == 200
+            written = emu.flush()
+            assert written == {
+                "braze_prod.email_sent": 3,
+                "braze_prod.whats_app_sent": 1,
+                "braze_prod.tracks": 4,
+            }
+            assert emu.stats()["rows_written"] == 8
+        stored[in_child] = _stored(store)
+    assert stored[True] == stored[False]
+    assert [r["id"] for r in stored[True]["braze_prod.tracks"]] == [
+        "same-1",
+        "same-2",
+        "same-3",
+        "same-4",
+    ]
+
+
+def test_a_failed_forked_flush_keeps_the_rows_for_the_next_one(tmp_path):
+    store = tmp_path / "store"
+    with running_emulator(CONFIG, store) as emu:
+        ids = [new_id() for _ in range(3)]
+        assert post(emu.url, [track(mid) for mid in ids]).status_code == 200
+        # A file where the child must create the table's folder: its write fails.
+        blocker = store / "braze_prod" / "email_link_clicked"
+        blocker.parent.mkdir(parents=True)
+        blocker.write_text("not a folder")
+        with pytest.raises(EmulatorError, match="HTTP 500"):
+            emu.flush()
+        stats = emu.stats()
+        assert stats["flush_errors"] == 1 and stats["buffered_rows"] == 3
+        assert "child process" in emu.log_path.read_text()
+        blocker.unlink()
+        assert emu.flush() == {"braze_prod.email_link_clicked": 3, "braze_prod.tracks": 3}
+    assert sorted(kept_ids(store, "braze_prod")) == sorted(ids)
+    assert sorted(kept_ids(store, "braze_prod", "email_link_clicked")) == sorted(ids)
+
+
+def test_a_stop_during_a_timer_flush_waits_for_its_writer(tmp_path):
+    # A 20 ms timer: some flush is writing whenever the stop comes. The stopped emulator must
+    # have stored everything (the timer's forked writer is waited for, not left running).
+    store = tmp_path / "store"
+    config = {**CONFIG, "flush_interval_seconds": 0.02}
+    ids: list[str] = []
+    with running_emulator(config, store) as emu:
+        for _ in range(20):
+            batch = [track(new_id()) for _ in range(500)]
+            ids += [call["messageId"] for call in batch]
+            assert post(emu.url, batch).status_code == 200
+    assert emu.process.returncode == 0
+    assert sorted(kept_ids(store, "braze_prod")) == sorted(ids)
+    assert len(kept_ids(store, "braze_prod", "email_link_clicked")) == len(ids)

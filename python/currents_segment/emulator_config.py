@@ -138,6 +138,8 @@ class EmulatorConfig:
     public_api_rate_per_minute: int = 60
     flush_every_events: int = 200_000
     flush_interval_seconds: float = 5.0
+    # Write the store from a forked child (POSIX), off the event loop's GIL; else in a thread.
+    flush_in_child_process: bool = hasattr(os, "fork")
     clock_offset_seconds: float = 0.0
     origin: str = "<dict>"
 
@@ -267,9 +269,19 @@ def load_config(config: dict[str, Any] | Path | str) -> EmulatorConfig:
         public_api_rate_per_minute=number("public_api_rate_per_minute", 60, int),
         flush_every_events=number("flush_every_events", 200_000, int) or 200_000,
         flush_interval_seconds=number("flush_interval_seconds", 5.0),
+        flush_in_child_process=_flag(data, "flush_in_child_process", hasattr(os, "fork"), prefix),
         clock_offset_seconds=float(data.get("clock_offset_seconds", 0.0) or 0.0),
         origin=origin,
     )
+
+
+def _flag(data: dict[str, Any], name: str, default: bool, where: str) -> bool:
+    value = data.get(name, default)
+    if not isinstance(value, bool):
+        raise EmulatorConfigError(f"{where}: {name}: {value!r} is not true or false")
+    if value and not hasattr(os, "fork"):
+        raise EmulatorConfigError(f"{where}: {name}: this platform cannot fork")
+    return value
 
 
 def parse_fault_flags(flags: tuple[str, ...] | list[str]) -> dict[str, str]:

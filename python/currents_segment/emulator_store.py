@@ -13,7 +13,10 @@ under a temporary name first and renamed, so a reader never sees a half-written 
 
 from __future__ import annotations
 
+import gc
 import os
+import signal
+import stat
 import threading
 import time
 from collections import Counter
@@ -125,6 +128,10 @@ def snake_cached(name: str) -> str:
 
 # prefix -> (key -> column name): the same few keys recur in every event.
 _FLAT_NAMES: dict[str, dict[str, str]] = {}
+# (prefix, keys of an object without nested values) -> its column names: most objects of a
+# stream have one of a few key sets, so their columns are found with one lookup.
+_FLAT_SHAPES: dict[tuple[str, tuple[Any, ...]], tuple[str, ...]] = {}
+_NESTED = frozenset((dict, list))
 
 
 def flatten(prefix: str, obj: dict[str, Any], names: list[str], values: list[Any]) -> None:
@@ -134,6 +141,25 @@ def flatten(prefix: str, obj: dict[str, Any], names: list[str], values: list[Any
     Segment's warehouses flatten objects the same way and store arrays as strings. Two keys can
     give one name (``emailAddress``, ``email_address``): the writer keeps the last value.
     """
+    flat = obj.values()
+    # No nested value (checked in C): the columns of this key set come from one lookup and
+    # the values are appended as they are, without a Python step per key.
+    if _NESTED.isdisjoint(map(type, flat)):
+        shape = (prefix, tuple(obj))
+        found = _FLAT_SHAPES.get(shape)
+        if found is None:
+            found_names: list[str] = []
+            _flatten_keys(prefix, obj, found_names, [])
+            found = tuple(found_names)
+            if len(_FLAT_SHAPES) < 10_000 and len(found) <= 256:  # bounded: keys from clients
+                _FLAT_SHAPES[shape] = found
+        names.extend(found)
+        values.extend(flat)
+        return
+    _flatten_keys(prefix, obj, names, values)
+
+
+def _flatten_keys(prefix: str, obj: dict[str, Any], names: list[str], values: list[Any]) -> None:
     cache = _FLAT_NAMES.get(prefix)
     if cache is None:
         cache = {}
@@ -147,7 +173,8 @@ def flatten(prefix: str, obj: dict[str, Any], names: list[str], values: list[Any
                 cache[key] = name
         kind = type(value)
         if kind is dict:
-            flatten(name + "_", value, names, values)
+            if value:  # an empty object has no columns
+                flatten(name + "_", value, names, values)
         elif kind is list:
             names.append(name)
             values.append(orjson.dumps(value).decode())
@@ -205,6 +232,85 @@ class PendingWrites:
                 yield slug, row, dict(zip(prop_names, values[n:], strict=True))
 
 
+# ISO-8601 text -> epoch microseconds: events of one second share their timestamp text.
+_TIME_CACHE: dict[str, int | None] = {}
+
+
+def time_us(value: Any) -> int | None:
+    """ISO-8601 -> epoch microseconds (naive = UTC); None when absent or unparseable."""
+    if not value or type(value) is not str:
+        return None
+    found = _TIME_CACHE.get(value, _TIME_CACHE)
+    if found is not _TIME_CACHE:
+        return found  # type: ignore[return-value]
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        parsed = None
+    else:
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=UTC)
+        parsed = int(dt.timestamp() * 1_000_000)
+    if len(_TIME_CACHE) >= 100_000:  # bounded: the texts come from clients
+        _TIME_CACHE.clear()
+    _TIME_CACHE[value] = parsed
+    return parsed
+
+
+def event_times(item: dict[str, Any], now: int, sent_at: int | None) -> tuple[int, int]:
+    """(timestamp, original_timestamp) in epoch microseconds, as Segment sets them: the given
+    timestamp, else the skew-corrected originalTimestamp, else the receive time."""
+    original = time_us(item.get("originalTimestamp"))
+    timestamp = time_us(item.get("timestamp"))
+    if timestamp is None:
+        if original is not None and sent_at is not None:
+            timestamp = now - (sent_at - original)
+        else:
+            timestamp = now
+    return timestamp, timestamp if original is None else original
+
+
+def kept_row(
+    slug: str,
+    mid: str,
+    event: str,
+    item: dict[str, Any],
+    now: int,
+    sent_at: int | None,
+    top_context: dict[str, Any] | None,
+) -> tuple[Shape, tuple[Any, ...]]:
+    """One kept track call -> its table shape and values (common, context_*, properties)."""
+    user_id = item.get("userId")
+    anonymous_id = item.get("anonymousId")
+    timestamp, original = event_times(item, now, sent_at)
+    names = list(ROW_COLUMNS)
+    values = [
+        mid,
+        None if anonymous_id is None else str(anonymous_id),
+        None if user_id is None else str(user_id),
+        event,
+        item["event"],
+        now,
+        sent_at,
+        timestamp,
+        original,
+    ]
+    context = item.get("context")
+    if top_context:
+        context = {**top_context, **context} if isinstance(context, dict) else top_context
+    if isinstance(context, dict) and context:
+        flatten("context_", context, names, values)
+    prop_names: list[str] = []
+    properties = item.get("properties")
+    if isinstance(properties, dict) and properties:
+        flatten("", properties, prop_names, values)
+    return (slug, event, tuple(names), tuple(prop_names)), tuple(values)
+
+
+class FlushError(RuntimeError):
+    """A flush did not complete; its rows are still buffered."""
+
+
 class StoreWriter:
     """Writes buffered rows as Parquet parts; one flush at a time."""
 
@@ -216,12 +322,72 @@ class StoreWriter:
         self._seq = 0
         self.parts_written = 0
         self.rows_written = 0
+        self._children: dict[int, int] = {}  # pid of a forked write -> its report pipe
 
     @staticmethod
     def warm_up() -> None:
         """pyarrow's first Parquet write imports pandas (about 0.7 CPU-s): pay it at start-up,
         not in the middle of the first flush."""
         pq.write_table(pa.table({"warm_up": [1]}), pa.BufferOutputStream())
+
+    def fork_write(self, pending: PendingWrites) -> int:
+        """Start :meth:`write` in a forked child process; returns its pid for
+        :meth:`wait_child_write`. Call it from the main thread (the child's signals are reset).
+
+        The child gets the buffer as it is (copy-on-write) and writes the parts on a core of its
+        own while the server's event loop goes on accepting:
+        in one process the flush's Python work (about a third of the emulator's CPU) held the GIL
+        the loop needs. The parent must keep ``pending`` untouched until the child is done.
+        """
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: write, report, exit without running the parent's cleanup
+            code = 1
+            try:
+                os.close(read_fd)
+                gc.disable()  # a collection would touch (and copy) every shared object
+                signal.set_wakeup_fd(-1)  # the parent's loop must not hear the child's signals
+                # A Ctrl-C or a stop sent to the process group must not cut a write short: the
+                # parent waits for this child before its final flush.
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    signal.signal(sig, signal.SIG_IGN)
+                _close_inherited_sockets(keep=write_fd)
+                written = self.write(pending)
+                report = {"written": written, "seq": self._seq}
+                report |= {"parts": self.parts_written, "rows": self.rows_written}
+                code = 0
+            except BaseException as exc:  # noqa: BLE001 - reported to the parent, then exit
+                report = {"error": f"{type(exc).__name__}: {exc}"}
+            try:
+                with os.fdopen(write_fd, "wb") as out:
+                    out.write(orjson.dumps(report))
+            finally:
+                os._exit(code)
+        os.close(write_fd)
+        self._children[pid] = read_fd
+        return pid
+
+    def wait_child_write(self, pid: int) -> dict[str, int]:
+        """Block until the child of :meth:`fork_write` exits; rows written per table, or
+        :class:`FlushError` (nothing is put back here)."""
+        with os.fdopen(self._children.pop(pid), "rb") as answer:
+            data = answer.read()
+        _, status = os.waitpid(pid, 0)
+        code = os.waitstatus_to_exitcode(status)
+        try:
+            report = orjson.loads(data) if data else {}
+        except orjson.JSONDecodeError:
+            report = {}
+        if code != 0 or "written" not in report:
+            raise FlushError(
+                f"store flush in child process {pid} failed (exit {code}): "
+                + report.get("error", "no report")
+            )
+        # The child wrote with this writer's part numbers: carry its counters over.
+        self._seq = report["seq"]
+        self.parts_written = report["parts"]
+        self.rows_written = report["rows"]
+        return report["written"]
 
     def write(self, pending: PendingWrites) -> dict[str, int]:
         """Write every buffered row; returns rows written per table (``schema.table``)."""
@@ -284,6 +450,21 @@ class StoreWriter:
         os.replace(partial, out_dir / f"{stem}.parquet")
         self.parts_written += 1
         self.rows_written += arrow.num_rows
+
+
+def _close_inherited_sockets(keep: int) -> None:
+    """Close the server's sockets in a forked child: a connection the server closes (or
+    aborts, for an injected drop) must not stay open for the client until the child exits."""
+    fd_dir = "/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"
+    for name in os.listdir(fd_dir):
+        fd = int(name)
+        if fd <= 2 or fd == keep:
+            continue
+        try:
+            if stat.S_ISSOCK(os.fstat(fd).st_mode):
+                os.close(fd)
+        except OSError:  # closed meanwhile (the listing's own descriptor)
+            pass
 
 
 def _event_columns(
@@ -399,7 +580,7 @@ def _cast_text(array: pa.Array) -> pa.Array:
 
 def _with_uuid_ts(columns: dict[str, pa.Array], n: int, when: datetime) -> dict[str, pa.Array]:
     """Segment's load time column, the same for every row of a flush."""
-    return {**columns, "uuid_ts": pa.array([when] * n, pa.timestamp("us"))}
+    return {**columns, "uuid_ts": pa.repeat(pa.scalar(when, pa.timestamp("us")), n)}
 
 
 def _is_track_column(column: str) -> bool:

@@ -255,10 +255,11 @@ def _child(req: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> None:
     con.execute(
         """
         CREATE TEMP TABLE cs_new AS
-        SELECT r.*, row_number() OVER (ORDER BY r.sent_id) AS n
-        FROM cs_enqueue r WHERE r.sent_id NOT IN (SELECT message_id FROM cs_known)
-        -- Stored in chunk order: each chunk's scan reads only its own row groups.
-        ORDER BY n
+        SELECT r.* FROM cs_enqueue r WHERE r.sent_id NOT IN (SELECT message_id FROM cs_known)
+        -- Stored in key order, so a row's rowid is its place in that order (no window
+        -- function: a fifth of this statement's CPU) and each chunk's scan reads only its own
+        -- row groups.
+        ORDER BY r.sent_id
         """
     )
     con.execute(
@@ -322,7 +323,7 @@ def _child(req: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> None:
         "queued_at": req["queued_at"],
     }
     step = int(req.get("chunk_rows") or CHUNK_ROWS)
-    for number, low in enumerate(range(1, new + 1, step), start=1):
+    for number, low in enumerate(range(0, new, step), start=1):
         high = low + step - 1
         last: list[int] = []
 
@@ -341,9 +342,9 @@ def _child(req: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> None:
                 SELECT $connector, r.sent_id, r.message_id, r.currents_event_type,
                     r.app_group_id, $workspace, $source, r.event_ts, r.date_hour, r.bytes,
                     r.status, r.reason, r.error, $queued_at
-                FROM cs_new r WHERE r.n BETWEEN $low AND $high
+                FROM cs_new r WHERE r.rowid BETWEEN $low AND $high
                 -- In key order, the ledger's unique index grows at its end.
-                ORDER BY r.n
+                ORDER BY r.rowid
                 """,
                 consts | {"low": low, "high": high},
             )
