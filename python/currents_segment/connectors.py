@@ -169,7 +169,7 @@ def kind_of(event: catalogue.EventType) -> str:
 def scoped_message_id(segment_workspace: str, currents_id: str) -> str:
     """Deterministic messageId of one Currents event in one Segment workspace (32 hex chars).
 
-    The SQL twin is ``md5(workspace || ':' || id)`` (``push.SCOPED_ID_SQL``): keep both equal.
+    The SQL twin is ``md5(workspace || ':' || id)`` (``push.scoped_id_sql``): keep both equal.
     """
     return hashlib.md5(f"{segment_workspace}:{currents_id}".encode()).hexdigest()
 

@@ -55,8 +55,13 @@ OUTBOX_TABLE = "marts.fct_segment_outbox"
 # Statuses Segment's own client retries (analytics-python 2.4); other 4xx are final.
 RETRY_STATUSES = frozenset({408, 410, 429, 460})
 FINAL_5XX = frozenset({501, 505})
-# The SQL twin of connectors.scoped_message_id.
-SCOPED_ID_SQL = "md5(?::VARCHAR || ':' || o.message_id)"
+
+
+def scoped_id_sql(workspace: str) -> str:
+    """``workspace_scoped`` messageIds in SQL (connectors.scoped_message_id is the Python twin)."""
+    return f"md5({ledger_bulk.sql_text(workspace)} || ':' || o.message_id)"
+
+
 _PREFIX = '{"messageId":"'
 # Room for '{"batch":[', '],"sentAt":"2026-11-23T14:45:00.123456Z"}' and slack.
 _BODY_OVERHEAD = 64
@@ -292,16 +297,18 @@ def _ts_text(value: datetime | None) -> str | None:
     return value.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-def _enqueue_sql(connector: Connector, table: str, policy: PushSettings) -> tuple[str, list[Any]]:
-    """The connector's outbox rows as ledger rows (Ledger.enqueue_outbox's column order)."""
+def _enqueue_sql(connector: Connector, table: str, policy: PushSettings) -> str:
+    """The connector's outbox rows as ledger rows (Ledger.enqueue_outbox's column order).
+
+    Values are SQL literals, not parameters: the enqueue child never runs a statement with
+    Python parameters (see ledger_bulk._LiteralParams)."""
     scoped = connector.message_id == "workspace_scoped"
-    sent_id = SCOPED_ID_SQL if scoped else "o.message_id"
-    params: list[Any] = [connector.segment_workspace] if scoped else []
-    where = "list_contains(?, o.currents_event_type)"
-    params_where: list[Any] = [list(connector.event_types)]
+    sent_id = scoped_id_sql(connector.segment_workspace) if scoped else "o.message_id"
+    types = ledger_bulk.sql_text_list(connector.event_types)
+    where = f"list_contains({types}, o.currents_event_type)"
     if not connector.all_workspaces:
-        where += " AND list_contains(?, o.app_group_id)"
-        params_where.append(list(connector.braze_workspaces))
+        workspaces = ledger_bulk.sql_text_list(connector.braze_workspaces)
+        where += f" AND list_contains({workspaces}, o.app_group_id)"
     # Size of the payload as sent: workspace-scoped ids replace the Currents id in the JSON. The
     # outbox's payload_bytes (UTF-8 bytes of payload_json) spares reading the payloads here; the
     # send re-measures every payload it joins, so an oversize event is never sent either way.
@@ -340,7 +347,7 @@ def _enqueue_sql(connector: Connector, table: str, policy: PushSettings) -> tupl
                 END AS error
         FROM sized
     """
-    return sql, params + params_where
+    return sql
 
 
 # CURRENTS_SEGMENT_LEDGER_BULK=0: enqueue through Python's sqlite3 even where the bulk path
@@ -366,11 +373,11 @@ def _enqueue(
     on the result waits until every row is in. Otherwise the rows are fetched and upserted
     through Python's sqlite3 first: the same rows, the same rules, the same result.
     """
-    sql, params = _enqueue_sql(connector, table, policy)
+    sql = _enqueue_sql(connector, table, policy)
     queued_at = now_text()
     if str(ledger.path) != ":memory:" and os.environ.get(LEDGER_BULK_ENV, "1") != "0":
         request = ledger_bulk.Request(
-            str(warehouse), str(ledger.path), sql, params, connector.name,
+            str(warehouse), str(ledger.path), sql, connector.name,
             connector.segment_workspace, connector.segment_source, queued_at, selection,
             ledger_bulk.CHUNK_ROWS,
         )  # fmt: skip
@@ -387,7 +394,7 @@ def _enqueue(
                 raise PushError(f"connector {connector.name}: enqueue failed: {exc}") from None
             log.warning("connector %s: %s; enqueue goes through Python", connector.name, exc)
     # In key order, the ledger's unique index grows at its end instead of at random pages.
-    cur = con.execute(sql + " ORDER BY sent_id", params)
+    cur = con.execute(sql + " ORDER BY sent_id")
     while chunk := cur.fetchmany(100_000):
         ledger.enqueue_outbox(
             connector.name, connector.segment_workspace, connector.segment_source, queued_at, chunk
