@@ -242,3 +242,37 @@ def test_the_enqueue_process_dies_with_a_killed_pusher(tmp_path):
         assert ledger.count_rows("us") == 10_000
     finally:
         ledger.close()
+
+
+def test_child_sql_literals_quote_values_and_never_reach_duckdb_as_parameters():
+    import subprocess
+    import sys
+
+    con = ledger_bulk._LiteralParams(duckdb.connect())
+    row = con.execute(
+        "SELECT $text, $number, $nothing, $flag, $names, $names_again",
+        {
+            "text": "it's $names",  # a quote, and a name that must not be replaced again
+            "number": 3,
+            "nothing": None,
+            "flag": True,
+            "names": ["a", "b'c"],
+            "names_again": (),
+        },
+    ).fetchone()
+    assert row == ("it's $names", 3, None, True, ["a", "b'c"], [])
+    with pytest.raises(TypeError, match="named parameters"):
+        con.execute("SELECT ?", ["x"])
+    with pytest.raises(KeyError):
+        con.execute("SELECT $missing", {"other": 1})
+    # DuckDB's Python module imports pandas (seconds of CPU) on the first statement with
+    # Python parameters: the child's connection must never pass any.
+    probe = (
+        "import sys, duckdb\n"
+        "from currents_segment import ledger_bulk\n"
+        "con = ledger_bulk._LiteralParams(duckdb.connect())\n"
+        "con.execute('SELECT $a', {'a': 'x'}).fetchall()\n"
+        "print('pandas' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
