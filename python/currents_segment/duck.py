@@ -1,7 +1,9 @@
-"""DuckDB connections, and DuckDB's Avro and SQLite extensions loaded offline from their wheels."""
+"""DuckDB connections, DuckDB's Avro and SQLite extensions loaded offline from their wheels, and
+SQL literals for values written into SQL text."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import duckdb
@@ -47,6 +49,16 @@ def ensure_sqlite(con: duckdb.DuckDBPyConnection) -> bool:
     """Load DuckDB's SQLite extension (``ATTACH ... (TYPE sqlite)``; the
     duckdb-extension-sqlite-scanner wheel works offline); True when it loaded."""
     return _ensure(con, "sqlite", "sqlite_scanner")
+
+
+def sql_text(value: str) -> str:
+    """A SQL string literal (quotes doubled), for values written into SQL text."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def sql_text_list(values: Iterable[str]) -> str:
+    """A VARCHAR[] literal."""
+    return "CAST([" + ", ".join(sql_text(str(v)) for v in values) + "] AS VARCHAR[])"
 
 
 def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnection:

@@ -13,6 +13,7 @@ under a temporary name first and renamed, so a reader never sees a half-written 
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import signal
@@ -460,11 +461,9 @@ def _close_inherited_sockets(keep: int) -> None:
         fd = int(name)
         if fd <= 2 or fd == keep:
             continue
-        try:
+        with contextlib.suppress(OSError):  # closed meanwhile (the listing's own descriptor)
             if stat.S_ISSOCK(os.fstat(fd).st_mode):
                 os.close(fd)
-        except OSError:  # closed meanwhile (the listing's own descriptor)
-            pass
 
 
 def _event_columns(

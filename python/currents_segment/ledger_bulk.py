@@ -32,17 +32,18 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import pyarrow as pa
+
+from currents_segment.duck import ensure_sqlite, sql_text, sql_text_list
 
 OPEN_ROWS_SCHEMA = pa.schema(
     [("seq", pa.int64()), ("sent_id", pa.string()), ("currents_id", pa.string())]
@@ -172,71 +173,16 @@ class Stream:
 # The child
 
 
-def sql_text(value: str) -> str:
-    """A SQL string literal (quotes doubled)."""
-    return "'" + value.replace("'", "''") + "'"
-
-
-def sql_text_list(values: Iterable[str]) -> str:
-    """A VARCHAR[] literal."""
-    return "CAST([" + ", ".join(sql_text(str(v)) for v in values) + "] AS VARCHAR[])"
-
-
-class _LiteralParams:
-    """The child's DuckDB connection, with named parameters (``$name``) written into the SQL as
-    literals. DuckDB's Python module imports pandas on the first statement run with Python
-    parameters: 2.9 CPU s on the 2-core bench host (2026-12-02), before the first rows, in a
-    process that has no other use for pandas."""
-
-    def __init__(self, con: Any) -> None:
-        self._con = con
-
-    def execute(self, sql: str, params: dict[str, Any] | None = None) -> Any:
-        if params is not None and not isinstance(params, dict):
-            raise TypeError("the enqueue child takes named parameters ($name) only")
-        return self._con.execute(_inline(sql, params) if params else sql)
-
-    def close(self) -> None:
-        self._con.close()
-
-
-_NAMED_PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
-
-
-def _inline(sql: str, params: dict[str, Any]) -> str:
-    """``$name`` -> the value as a SQL literal (one pass: inserted text is not scanned again)."""
-
-    def literal(match: re.Match[str]) -> str:
-        value = params[match.group(1)]  # a name without a value is a bug: KeyError
-        if value is None:
-            return "NULL"
-        if isinstance(value, bool):
-            return "TRUE" if value else "FALSE"
-        if isinstance(value, int):
-            return str(int(value))
-        if isinstance(value, str):
-            return sql_text(value)
-        if isinstance(value, list | tuple):
-            return sql_text_list(value)
-        raise TypeError(f"no SQL literal for a {type(value).__name__} parameter")
-
-    return _NAMED_PARAM.sub(literal, sql)
-
-
-def _open_where(
-    flt: dict[str, Any], type_column: str, ts_column: str, params: dict[str, Any]
-) -> list[str]:
-    """The run's filter (``OpenFilter``) as SQL conditions on the given columns; the values go
-    into ``params``. (Ledger._open_filter is the same rule in SQLite's dialect.)"""
+def _open_where(flt: dict[str, Any], type_column: str, ts_column: str) -> list[str]:
+    """The run's filter (``OpenFilter``) as SQL conditions on the given columns, values as
+    literals. (Ledger._open_filter is the same rule in SQLite's dialect.)"""
     where = []
     if flt.get("event_types"):
         where.append(f"list_contains({sql_text_list(flt['event_types'])}, {type_column})")
     if flt.get("since"):
-        where.append(f"{ts_column} >= $since")
-        params["since"] = flt["since"]
+        where.append(f"{ts_column} >= {sql_text(flt['since'])}")
     if flt.get("until"):
-        where.append(f"{ts_column} < $until")
-        params["until"] = flt["until"]
+        where.append(f"{ts_column} < {sql_text(flt['until'])}")
     return where
 
 
@@ -262,10 +208,10 @@ def _retrying(con: Any, work: Callable[[], None]) -> None:
             pause = min(pause * 2, 0.2)
 
 
-def _write_rows(con: Any, sql: str, params: dict[str, Any], path: Path) -> int:
+def _write_rows(con: Any, sql: str, path: Path) -> int:
     import pyarrow.ipc as ipc
 
-    table = con.execute(sql, params).to_arrow_table().cast(OPEN_ROWS_SCHEMA)
+    table = con.execute(sql).to_arrow_table().cast(OPEN_ROWS_SCHEMA)
     with ipc.new_file(str(path), OPEN_ROWS_SCHEMA) as writer:
         writer.write_table(table)
     return table.num_rows
@@ -274,19 +220,20 @@ def _write_rows(con: Any, sql: str, params: dict[str, Any], path: Path) -> int:
 def _child(req: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> None:
     import duckdb
 
-    from currents_segment import duck
-
     # One thread: the pusher sends beside this process, and DuckDB's second thread cost about
     # a fifth more CPU for a quarter less time (measured ad hoc at 1M rows, 2026-12-01).
-    raw = duckdb.connect(config={"threads": 1})
-    if not duck.ensure_sqlite(raw):
+    con = duckdb.connect(config={"threads": 1})
+    if not ensure_sqlite(con):
         emit({"status": UNAVAILABLE, "error": "DuckDB's SQLite extension cannot load"})
         return
-    con = _LiteralParams(raw)
+    # No statement here takes Python parameters; values are SQL literals (sql_text): DuckDB's
+    # Python module imports pandas on the first statement with parameters, 2.9 CPU s before the
+    # first rows on the 2-core bench host (ad hoc, 2026-12-02), in a process with no use for it.
     con.execute(f"ATTACH {sql_text(req['warehouse'])} AS cs_warehouse (READ_ONLY)")
     con.execute("USE cs_warehouse")
     con.execute(f"ATTACH {sql_text(req['ledger'])} AS cs_ledger (TYPE sqlite)")
     connector = req["connector"]
+    connector_sql = sql_text(connector)
     con.execute(f"CREATE TEMP TABLE cs_enqueue AS {req['rows_sql']}")
     twice = con.execute(
         "SELECT sent_id FROM cs_enqueue GROUP BY sent_id HAVING count(*) > 1 ORDER BY 1 LIMIT 3"
@@ -296,8 +243,7 @@ def _child(req: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> None:
         return
     con.execute(
         "CREATE TEMP TABLE cs_known AS SELECT seq, message_id, status, reason"
-        " FROM cs_ledger.ledger_events WHERE connector = $connector",
-        {"connector": connector},
+        f" FROM cs_ledger.ledger_events WHERE connector = {connector_sql}"
     )
     con.execute(
         """
@@ -339,36 +285,28 @@ def _child(req: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> None:
     else:
         # The ledger view's rule for open rows, on its two tables (the extension cannot type a
         # view's columns).
-        params: dict[str, Any] = {"connector": connector}
-        where = _open_where(flt, "e.currents_event_type", "e.event_timestamp", params)
+        where = _open_where(flt, "e.currents_event_type", "e.event_timestamp")
         existing_sql = f"""
             SELECT e.seq, e.message_id AS sent_id, e.currents_id
             FROM cs_ledger.ledger_events e
             LEFT JOIN cs_ledger.batches b ON b.batch_id = e.batch_id AND e.status = 'in_flight'
-            WHERE e.connector = $connector
+            WHERE e.connector = {connector_sql}
                 AND (e.status = 'pending'
                     OR (e.status = 'in_flight' AND b.status IS DISTINCT FROM 'acknowledged'))
                 {"".join(" AND " + w for w in where)}
             ORDER BY e.status = 'pending', e.seq
         """  # fmt: skip
         path = out / "rows-000000.arrow"
-        existing = _write_rows(con, existing_sql, params, path)
-        new_params: dict[str, Any] = {}
-        new_where = [
-            "status = 'pending'",
-            *_open_where(flt, "currents_event_type", "event_ts", new_params),
-        ]
+        existing = _write_rows(con, existing_sql, path)
+        new_where = ["status = 'pending'", *_open_where(flt, "currents_event_type", "event_ts")]
         to_send = con.execute(
-            f"SELECT count(*) FROM cs_new WHERE {' AND '.join(new_where)}", new_params
+            f"SELECT count(*) FROM cs_new WHERE {' AND '.join(new_where)}"
         ).fetchone()[0]
         emit({"event": "total", "open": existing + to_send, "new": new})
         emit({"event": "rows", "path": str(path), "rows": existing})
-    consts = {
-        "connector": connector,
-        "workspace": req["segment_workspace"],
-        "source": req["segment_source"],
-        "queued_at": req["queued_at"],
-    }
+    workspace_sql = sql_text(req["segment_workspace"])
+    source_sql = sql_text(req["segment_source"])
+    queued_at_sql = sql_text(req["queued_at"])
     step = int(req.get("chunk_rows") or CHUNK_ROWS)
     for number, low in enumerate(range(0, new, step), start=1):
         high = low + step - 1
@@ -382,18 +320,17 @@ def _child(req: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> None:
                 ).fetchone()[0]
             ]
             con.execute(
-                """
+                f"""
                 INSERT INTO cs_ledger.ledger_events (connector, message_id, currents_id,
                     currents_event_type, app_group_id, segment_workspace, segment_source,
                     event_timestamp, date_hour, payload_bytes, status, reason, error, queued_at)
-                SELECT $connector, r.sent_id, r.message_id, r.currents_event_type,
-                    r.app_group_id, $workspace, $source, r.event_ts, r.date_hour, r.bytes,
-                    r.status, r.reason, r.error, $queued_at
-                FROM cs_new r WHERE r.rowid BETWEEN $low AND $high
+                SELECT {connector_sql}, r.sent_id, r.message_id, r.currents_event_type,
+                    r.app_group_id, {workspace_sql}, {source_sql}, r.event_ts, r.date_hour,
+                    r.bytes, r.status, r.reason, r.error, {queued_at_sql}
+                FROM cs_new r WHERE r.rowid BETWEEN {int(low)} AND {int(high)}
                 -- In key order, the ledger's unique index grows at its end.
                 ORDER BY r.rowid
-                """,
-                consts | {"low": low, "high": high},
+                """
             )
 
         _retrying(con, insert)
@@ -401,13 +338,11 @@ def _child(req: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> None:
             continue
         # The rows just inserted: seqs above the ledger's largest before this chunk (the push
         # lock keeps every other writer away from inserts), read by rowid range in SQLite.
-        params = {}
         where = [
             "status = 'pending'",
-            "connector = $connector",
-            *_open_where(flt, "currents_event_type", "event_timestamp", params),
+            f"connector = {connector_sql}",
+            *_open_where(flt, "currents_event_type", "event_timestamp"),
         ]
-        params["connector"] = connector
         path = out / f"rows-{number:06d}.arrow"
         rows = _write_rows(
             con,
@@ -418,12 +353,12 @@ def _child(req: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> None:
                     event_timestamp FROM ledger_events WHERE seq > {int(last[0])} ORDER BY seq')
             WHERE {" AND ".join(where)} ORDER BY 1
             """,
-            params,
             path,
         )
         emit({"event": "rows", "path": str(path), "rows": rows})
     con.close()
-    emit({"status": "ok", "new": new, "changed": changed})
+    # Whether pandas was loaded (it must not be; see the note at connect): tests read it.
+    emit({"status": "ok", "new": new, "changed": changed, "pandas_loaded": "pandas" in sys.modules})
 
 
 def _die_with_parent(parent_pid: int | None) -> None:

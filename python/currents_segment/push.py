@@ -37,7 +37,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from currents_segment import catalogue, ledger_bulk, settings
+from currents_segment import catalogue, duck, ledger_bulk, settings
 from currents_segment.connectors import (
     API_BASE_ENV,
     MAX_MESSAGE_ID_CHARS,
@@ -59,7 +59,7 @@ FINAL_5XX = frozenset({501, 505})
 
 def scoped_id_sql(workspace: str) -> str:
     """``workspace_scoped`` messageIds in SQL (connectors.scoped_message_id is the Python twin)."""
-    return f"md5({ledger_bulk.sql_text(workspace)} || ':' || o.message_id)"
+    return f"md5({duck.sql_text(workspace)} || ':' || o.message_id)"
 
 
 _PREFIX = '{"messageId":"'
@@ -304,10 +304,10 @@ def _enqueue_sql(connector: Connector, table: str, policy: PushSettings) -> str:
     Python parameters (see ledger_bulk._LiteralParams)."""
     scoped = connector.message_id == "workspace_scoped"
     sent_id = scoped_id_sql(connector.segment_workspace) if scoped else "o.message_id"
-    types = ledger_bulk.sql_text_list(connector.event_types)
+    types = duck.sql_text_list(connector.event_types)
     where = f"list_contains({types}, o.currents_event_type)"
     if not connector.all_workspaces:
-        workspaces = ledger_bulk.sql_text_list(connector.braze_workspaces)
+        workspaces = duck.sql_text_list(connector.braze_workspaces)
         where += f" AND list_contains({workspaces}, o.app_group_id)"
     # Size of the payload as sent: workspace-scoped ids replace the Currents id in the JSON. The
     # outbox's payload_bytes (UTF-8 bytes of payload_json) spares reading the payloads here; the
