@@ -8,5 +8,9 @@ if ! command -v uv >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check uv
 fi
 uv sync --frozen --extra dev --quiet
+# The project's own modules as bytecode too (the dependencies are compiled at install time,
+# pyproject's compile-bytecode): with PYTHONDONTWRITEBYTECODE set, as on these machines, every
+# process would otherwise compile them from source. A stale .pyc is ignored (mtime check).
+uv run --frozen --no-sync python -m compileall -q python/currents_segment
 # DuckDB's Avro extension from the duckdb-extension-avro wheel: works offline.
 uv run --frozen --no-sync python -c "from currents_segment.duck import ensure_avro; import duckdb; assert ensure_avro(duckdb.connect()), 'DuckDB avro extension unavailable'"

@@ -130,7 +130,14 @@ def test_counts_by_reason_and_at_risk(tmp_path):
     assert counts.skipped_by_reason == {"no_external_user_id": 1, "test_event": 1}
     assert counts.rejected_by_reason == {"oversize": 1}
     assert counts.at_risk == 1
+    assert counts.oldest_open is not None
     assert ledger.counts("c1", at_risk_hours=100).at_risk == 0
+    # Once the open rows are acknowledged nothing is at risk and nothing is oldest.
+    seqs = [s for s, _, _ in ledger.open_rows("c1")]
+    ledger.finish_batch(ledger.start_batch("r", "c1", seqs, 1), seqs, True, 1, 200, None)
+    done = ledger.counts("c1", at_risk_hours=48)
+    assert done.by_status == {"acknowledged": 2, "skipped": 2, "rejected": 1}
+    assert (done.at_risk, done.oldest_open) == (0, None)
     ledger.close()
 
 

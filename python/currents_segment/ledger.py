@@ -448,6 +448,9 @@ class Ledger:
                 rejected[reason or "unknown"] = rejected.get(reason or "unknown", 0) + n
             elif status == "skipped":
                 skipped[reason or "unknown"] = skipped.get(reason or "unknown", 0) + n
+        if not any(by_status.get(s) for s in OPEN_STATUSES):
+            # Nothing open (a finished push): no second pass over the connector's rows.
+            return ConnectorCounts(connector, by_status, rejected, skipped, 0, None)
         # At risk: still open and older (by Braze's queue hour, else event time) than the age
         # after which Braze deletes events it holds.
         at_risk, oldest = self.con.execute(
