@@ -32,6 +32,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from . import duck
 from .emulator_config import EMULATOR_SCHEMA
 
 # Common columns of `tracks` and every per-event table, in Segment's warehouse names.
@@ -586,10 +587,6 @@ def _is_track_column(column: str) -> bool:
     return column in TRACK_COLUMNS or column.startswith("context_")
 
 
-def _sql_str(path: Path) -> str:
-    return str(path).replace("'", "''")
-
-
 def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -633,7 +630,7 @@ def open_store(
             glob = Path(store_dir) / schema / table / "part-*.parquet"
             con.execute(
                 f"CREATE OR REPLACE VIEW {_ident(schema)}.{_ident(table)} AS "
-                f"SELECT * FROM read_parquet('{_sql_str(glob)}', union_by_name=true)"
+                f"SELECT * FROM read_parquet({duck.sql_text(str(glob))}, union_by_name=true)"
             )
     return con
 

@@ -782,7 +782,7 @@ def _sql_literal(value: object) -> str:
         return f"cast('{value.isoformat(sep=' ')}' as TIMESTAMP)"
     if isinstance(value, int):
         return str(value)
-    return "'" + str(value).replace("'", "''") + "'"
+    return duck.sql_text(str(value))
 
 
 def _native_sql(group: Sequence[_Planned], loaded_at: datetime) -> str:

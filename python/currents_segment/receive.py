@@ -397,7 +397,7 @@ def _by_format(paths: list[str]) -> Iterator[list[str]]:
 def _load_parts(
     con: duckdb.DuckDBPyConnection, paths: list[str], workspace: str, source: str, origin: str
 ) -> int:
-    listed = "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
+    listed = "[" + ", ".join(duck.sql_text(p) for p in paths) + "]"
     if paths[0].endswith(".parquet"):
         relation = f"read_parquet({listed}, union_by_name = true, filename = true)"
     else:

@@ -318,13 +318,14 @@ def read_gap_rows(con: Any, limit_per_kind: int = GAP_ROWS_IN_HTML) -> list[dict
 
 
 def write_gaps_csv(con: Any, path: Path) -> int:
+    from currents_segment import duck
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    target = str(path).replace("'", "''")
     con.execute(
         f"copy (select * exclude (period_hour), period_hour "
         f"from {REPORT_SCHEMA}.rpt_reconcile_gaps "
         f"order by gap_kind, segment_workspace, segment_source, event, message_id) "
-        f"to '{target}' (header, delimiter ',')"
+        f"to {duck.sql_text(str(path))} (header, delimiter ',')"
     )
     return con.execute(f"select count(*) from {REPORT_SCHEMA}.rpt_reconcile_gaps").fetchone()[0]
 
