@@ -153,3 +153,29 @@ def test_time_range_filter_selects_by_event_time(cs_home):
     assert dry_run("old", "--until", since) == {r[0] for r in old}
     bad = CliRunner().invoke(push.cli, ["--connectors", str(path), "--since", "yesterday"])
     assert bad.exit_code == 2 and "'yesterday' is not an ISO-8601 time" in bad.output
+
+
+def test_the_gate_starts_warming_up_with_the_run_and_is_done_when_it_returns(cs_home, monkeypatch):
+    import threading
+
+    from currents_segment import gate
+
+    monkeypatch.delenv("CS_TEST_KEY_US", raising=False)
+    rows = make_rows(30, seed=11)
+    build_outbox(settings.warehouse_path(), rows)
+    config = connectors.load(write_connectors(cs_home / "c.yml", [connector("us")]))
+    calls: list[str] = []
+    warm_up = gate.warm_up
+
+    def recorded() -> None:
+        calls.append(threading.current_thread().name)
+        warm_up()
+
+    monkeypatch.setattr(gate, "warm_up", recorded)
+    result = push.run_push(config, push.PushOptions(dry_run_dir=cs_home / "dry", progress=False))
+    assert result.exit_code == 0
+    # Started in its own thread as the run began (not by the first chunk), and joined.
+    assert calls == ["gate-warm-up"]
+    assert not [t for t in threading.enumerate() if t.name == "gate-warm-up"]
+    log = (result.run_dir / "push.log").read_text()
+    assert "connector us: first batch leaves" in log
