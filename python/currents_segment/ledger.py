@@ -36,6 +36,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from currents_segment import settings
+from currents_segment.duck import sql_text
 
 SCHEMA_VERSION = 2
 STATUSES = ("pending", "in_flight", "acknowledged", "rejected", "skipped")
@@ -108,6 +109,26 @@ SELECT e.seq, e.connector, e.message_id, e.currents_id, e.currents_event_type, e
 FROM ledger_events e
 LEFT JOIN batches b ON b.batch_id = e.batch_id AND e.status = 'in_flight';
 """
+
+
+# In-flight rows (the resume window) first, then pending ones, each by seq.
+OPEN_ROWS_ORDER = "ORDER BY status = 'pending', seq"
+
+
+def open_rows_sql(
+    connector: str,
+    event_types: Sequence[str] | None = None,
+    since: str | None = None,
+    until: str | None = None,
+) -> str:
+    """``Ledger.open_rows`` as one SQLite statement with its values written in (the bulk
+    enqueue child runs it inside SQLite and takes no Python parameters), plus ``is_pending``
+    for ordering the result again on the DuckDB side."""
+    where, _ = Ledger._open_filter(connector, event_types, since, until, inline=True)
+    return (
+        "SELECT seq, message_id, currents_id, status = 'pending' AS is_pending"
+        f" FROM ledger {where} {OPEN_ROWS_ORDER}"
+    )
 
 
 def _setup(con: sqlite3.Connection) -> None:
@@ -294,18 +315,25 @@ class Ledger:
         event_types: Sequence[str] | None,
         since: str | None,
         until: str | None,
+        inline: bool = False,
     ) -> tuple[str, list[object]]:
-        sql = ["WHERE connector = ? AND status IN ('pending', 'in_flight')"]
-        params: list[object] = [connector]
+        """The open rows of a run's selection, on view ``ledger``: a WHERE clause and its
+        parameters, or (``inline``) with its values written in as SQL literals."""
+        params: list[object] = []
+
+        def value(v: str) -> str:
+            if inline:
+                return sql_text(v)
+            params.append(v)
+            return "?"
+
+        sql = [f"WHERE connector = {value(connector)} AND status IN ('pending', 'in_flight')"]
         if event_types:
-            sql.append(f"AND currents_event_type IN ({','.join('?' * len(event_types))})")
-            params.extend(event_types)
+            sql.append(f"AND currents_event_type IN ({','.join(map(value, event_types))})")
         if since:
-            sql.append("AND event_timestamp >= ?")
-            params.append(since)
+            sql.append(f"AND event_timestamp >= {value(since)}")
         if until:
-            sql.append("AND event_timestamp < ?")
-            params.append(until)
+            sql.append(f"AND event_timestamp < {value(until)}")
         return " ".join(sql), params
 
     def open_rows(
@@ -318,8 +346,7 @@ class Ledger:
         """(seq, message_id, currents_id) of rows to send, in-flight ones (resume window) first."""
         where, params = self._open_filter(connector, event_types, since, until)
         return self.con.execute(
-            f"SELECT seq, message_id, currents_id FROM ledger {where}"
-            " ORDER BY status = 'pending', seq",
+            f"SELECT seq, message_id, currents_id FROM ledger {where} {OPEN_ROWS_ORDER}",
             params,
         ).fetchall()
 
