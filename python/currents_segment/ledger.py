@@ -111,23 +111,19 @@ LEFT JOIN batches b ON b.batch_id = e.batch_id AND e.status = 'in_flight';
 """
 
 
-# In-flight rows (the resume window) first, then pending ones, each by seq.
-OPEN_ROWS_ORDER = "ORDER BY status = 'pending', seq"
-
-
 def open_rows_sql(
     connector: str,
     event_types: Sequence[str] | None = None,
     since: str | None = None,
     until: str | None = None,
 ) -> str:
-    """``Ledger.open_rows`` as one SQLite statement with its values written in (the bulk
-    enqueue child runs it inside SQLite and takes no Python parameters), plus ``is_pending``
-    for ordering the result again on the DuckDB side."""
+    """The rows ``Ledger.open_rows`` returns, as one SQLite statement with its values written
+    in (the bulk enqueue child runs it inside SQLite and takes no Python parameters). Unordered,
+    with ``is_pending``: the caller orders by (is_pending, seq) itself (a sort inside SQLite
+    cost 0.8 s more for 950k open rows, ad hoc)."""
     where, _ = Ledger._open_filter(connector, event_types, since, until, inline=True)
     return (
-        "SELECT seq, message_id, currents_id, status = 'pending' AS is_pending"
-        f" FROM ledger {where} {OPEN_ROWS_ORDER}"
+        f"SELECT seq, message_id, currents_id, status = 'pending' AS is_pending FROM ledger {where}"
     )
 
 
@@ -346,7 +342,8 @@ class Ledger:
         """(seq, message_id, currents_id) of rows to send, in-flight ones (resume window) first."""
         where, params = self._open_filter(connector, event_types, since, until)
         return self.con.execute(
-            f"SELECT seq, message_id, currents_id FROM ledger {where} {OPEN_ROWS_ORDER}",
+            f"SELECT seq, message_id, currents_id FROM ledger {where}"
+            " ORDER BY status = 'pending', seq",
             params,
         ).fetchall()
 

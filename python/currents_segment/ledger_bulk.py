@@ -285,15 +285,17 @@ def _child(req: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> None:
         emit({"event": "total", "open": 0, "new": new})
     else:
         # Open rows already in the ledger: Ledger.open_rows' own statement on its view, run
-        # inside SQLite (its filter there, only the open rows cross over). Read through the
-        # extension's table scan instead, the same rule cost 7 s with nothing open at 1M rows
-        # (every row and the batches join crossed into DuckDB); this is 0.7 s (ad hoc,
-        # 2026-12-02).
+        # inside SQLite (the batches join a primary-key lookup there, only open rows cross
+        # over). Through the extension's table scans, DuckDB ran that join as a nested loop
+        # over every row and batch: 7 s with nothing open at 1M rows and 1,522 batches, and
+        # growing with rows x batches; this is 0.7 s (ad hoc, 2026-12-02; bench_enqueue's
+        # "idle" case).
         inner = open_rows_sql(connector, flt.get("event_types"), flt.get("since"), flt.get("until"))
         existing_sql = f"""
             SELECT CAST(seq AS BIGINT) AS seq, message_id AS sent_id, currents_id
             FROM sqlite_query('cs_ledger', {sql_text(inner)})
-            -- is_pending has no declared type in SQLite: compared as a number here.
+            -- In flight first (the resume window), then pending, by seq, as Ledger.open_rows.
+            -- is_pending has no declared type in SQLite: compared as a number.
             ORDER BY CAST(is_pending AS INTEGER), seq
         """
         path = out / "rows-000000.arrow"
