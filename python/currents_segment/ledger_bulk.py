@@ -175,8 +175,9 @@ class Stream:
 
 
 def _open_where(flt: dict[str, Any], type_column: str, ts_column: str) -> list[str]:
-    """The run's filter (``OpenFilter``) as SQL conditions on the given columns, values as
-    literals. (Ledger._open_filter is the same rule in SQLite's dialect.)"""
+    """The run's filter (``OpenFilter``) as DuckDB conditions on the given columns of rows
+    this run inserts (all pending), values as literals. Rows already in the ledger are
+    selected by ``ledger.open_rows_sql`` instead, the same filter in SQLite's dialect."""
     where = []
     if flt.get("event_types"):
         where.append(f"list_contains({sql_text_list(flt['event_types'])}, {type_column})")
