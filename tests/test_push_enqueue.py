@@ -185,7 +185,7 @@ def test_sending_while_the_child_still_inserts_keeps_every_event_once(cs_home, m
 HOLD_A_STREAM = """
 import sys, time
 from pathlib import Path
-from currents_segment import connectors, duck, ledger_bulk, push
+from currents_segment import connectors, ledger_bulk, push
 from currents_segment.ledger import Ledger
 warehouse, ledger_path, config_path = sys.argv[1:4]
 ledger_bulk.CHUNK_ROWS = 50

@@ -301,7 +301,7 @@ def _enqueue_sql(connector: Connector, table: str, policy: PushSettings) -> str:
     """The connector's outbox rows as ledger rows (Ledger.enqueue_outbox's column order).
 
     Values are SQL literals, not parameters: the enqueue child never runs a statement with
-    Python parameters (see ledger_bulk._LiteralParams)."""
+    Python parameters (why: the note at the top of ledger_bulk._child)."""
     scoped = connector.message_id == "workspace_scoped"
     sent_id = scoped_id_sql(connector.segment_workspace) if scoped else "o.message_id"
     types = duck.sql_text_list(connector.event_types)
