@@ -1,6 +1,6 @@
 {#- Raw tables of Currents types outside the catalogue: found at run time, they vary by export. -#}
 
-{#- [(table_name, has_app_group_id, has_date_hour)] of raw tables not in the catalogue. -#}
+{#- [(table_name, has_app_group_id, has_event_type, has_id)] of raw tables not in the catalogue. -#}
 {% macro currents_unsupported_raw_tables() -%}
     {%- if not execute -%}
         {{ return([]) }}
@@ -19,7 +19,7 @@
     {%- endfor -%}
     {%- set out = [] -%}
     {%- for name in tables | sort -%}
-        {%- do out.append([name, 'app_group_id' in tables[name], '_event_type' in tables[name]]) -%}
+        {%- do out.append([name, 'app_group_id' in tables[name], '_event_type' in tables[name], 'id' in tables[name]]) -%}
     {%- endfor -%}
     {{ return(out) }}
 {%- endmacro %}

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from currents_segment.ledger import STATUSES, Ledger, LedgerError
+from currents_segment.ledger import STATUSES, Ledger, LedgerError, open_rows_sql
 
 
 def row(mid: str, status: str = "pending", reason: str | None = None, hours_old: float = 1.0):
@@ -244,3 +244,23 @@ def test_a_version_1_ledger_is_migrated_in_place(tmp_path):
         assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (
             "2",
         )
+
+
+def test_open_rows_after_a_seq_are_the_later_open_rows_read_by_seq_range(tmp_path):
+    """The enqueue child reads each chunk it inserted this way: by seq range, not through the
+    connector's index (which would read every row of the connector for every chunk)."""
+    path = tmp_path / "ledger.sqlite"
+    ledger = Ledger(path)
+    ledger.enqueue([row(m) for m in "abcdef"] + [row("g", "skipped", "test_event")])
+    seq = {m: s for s, m, _ in ledger.open_rows("c1")}
+    batch = ledger.start_batch("run-1", "c1", [seq["e"]], 100)
+    ledger.finish_batch(batch, [seq["e"]], True, 1, 200, None)
+    ledger.close()
+    with sqlite3.connect(path) as con:
+        sql = open_rows_sql("c1", ["users.messages.email.Send"], after_seq=seq["b"])
+        got = sorted((m, bool(p)) for _, m, _, p in con.execute(sql))
+        assert got == [("c", True), ("d", True), ("f", True)]  # e acknowledged, g skipped
+        assert con.execute(open_rows_sql("c2", after_seq=0)).fetchall() == []
+        plan = " ".join(r[3] for r in con.execute("EXPLAIN QUERY PLAN " + sql))
+        assert "INTEGER PRIMARY KEY (rowid>?)" in plan, plan
+        assert "sqlite_autoindex" not in plan, plan

@@ -28,6 +28,8 @@ ALWAYS_EXCLUDED = {"id", "user_id", "external_user_id", "time", "timezone"}
 SEGMENT_LIMIT_BYTES = 32768
 ANONYMOUS_SAMPLE = "users.messages.whatsapp.InboundReceive"  # its external_user_id is nulled
 DUPLICATED_SAMPLE = "users.messages.email.Send"  # landed twice (an at-least-once re-delivery)
+# A type outside the catalogue, landed twice the same way.
+REDELIVERED_UNSUPPORTED = SAMPLES / "users.messages.banner.Click.avro"
 # This project's nodes (the reconcile models in models/reports have their own tests).
 OUR_NODES = (
     "path:seeds path:models/staging/currents path:models/intermediate path:models/marts "
@@ -102,6 +104,10 @@ def warehouse(home) -> Path:
     redelivered.parent.mkdir()
     shutil.copy(SAMPLES / f"{DUPLICATED_SAMPLE}.avro", redelivered)
     landing.ingest([str(redelivered)], db_path=db)
+    # And a file of a type outside the catalogue, re-delivered the same way.
+    again = home / "redelivered" / f"{REDELIVERED_UNSUPPORTED.stem}+0+1.avro"
+    shutil.copy(REDELIVERED_UNSUPPORTED, again)
+    landing.ingest([str(again)], db_path=db)
     con = duckdb.connect(str(db))
     try:
         for event in catalogue.supported():
@@ -235,6 +241,17 @@ def test_unsupported_types_are_counted_not_sent(warehouse):
     assert len(counted) == len(unsupported_samples)
     assert all(n >= 1 for n in counted.values())
     assert not set(counted) & {t.event_type for t in catalogue.supported()}
+    # The re-delivered file: its records count twice, its events once (as exported events do).
+    with REDELIVERED_UNSUPPORTED.open("rb") as fh:
+        records = list(fastavro.reader(fh))
+    [(records_counted, events_counted)] = _outbox(
+        warehouse,
+        "select sum(event_count), sum(distinct_event_count) "
+        "from intermediate.int_currents__unsupported_events where raw_table_name = ?",
+        [catalogue.table_name_for(REDELIVERED_UNSUPPORTED.stem)],
+    )
+    assert records_counted == 2 * len(records)
+    assert events_counted == len({r["id"] for r in records})
 
 
 def test_engagement_mart_counts_the_samples(warehouse):

@@ -248,6 +248,40 @@ def test_the_enqueue_process_dies_with_a_killed_pusher(tmp_path):
         ledger.close()
 
 
+def test_the_enqueue_process_holds_the_push_lock_until_it_exits(tmp_path):
+    """Where the child cannot die with a killed pusher (no PR_SET_PDEATHSIG outside Linux), a
+    resumed push must not race it: the child keeps the push lock's descriptor, so the lock
+    outlives the pusher's own (closed here as a killed pusher's would be) until the child ends."""
+    from currents_segment.ledger import LedgerError
+
+    warehouse = build_outbox(tmp_path / "warehouse.duckdb", make_rows(300))
+    config = connectors.load(write_connectors(tmp_path / "connectors.yml", [connector("us")]))
+    ledger_path = tmp_path / "ledger.sqlite"
+    pusher = Ledger(ledger_path)
+    pusher.lock()
+    resumed = Ledger(ledger_path)  # opened now: opening writes the schema version
+    blocker = sqlite3.connect(ledger_path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # the child's inserts wait (and retry) behind this
+    con = push.open_warehouse(warehouse, push.OUTBOX_TABLE)
+    try:
+        stream = push._enqueue(
+            con, pusher, config.connectors[0], push.OUTBOX_TABLE, config.push, warehouse, None
+        )
+        assert isinstance(stream, ledger_bulk.Stream)
+        pusher.unlock()
+        with pytest.raises(LedgerError, match="another push holds"):
+            resumed.lock()
+        blocker.execute("ROLLBACK")
+        stream.close()  # the child inserts its rows and exits
+        resumed.lock()
+        assert resumed.count_rows("us") == 300
+    finally:
+        resumed.close()
+        blocker.close()
+        con.close()
+        pusher.close()
+
+
 def test_child_sql_literals_keep_quotes():
     text = duck.sql_text("it's")
     names = duck.sql_text_list(["a", "b'c"])

@@ -61,7 +61,7 @@ def audited(tmp_path_factory):
         con.execute(
             "create schema intermediate; create table intermediate.int_currents__unsupported_events "
             "(app_group_id varchar, currents_event_type varchar, raw_table_name varchar, "
-            "date_hour timestamp, event_count bigint)"
+            "date_hour timestamp, event_count bigint, distinct_event_count bigint)"
         )
         con.close()
         sendable = sorted((r for r in rows if r[14]), key=lambda r: r[0])

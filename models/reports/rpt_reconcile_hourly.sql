@@ -10,13 +10,15 @@ with deliveries as (
 
 -- Types outside the catalogue are landed and counted, never sent: they are "skipped: unsupported"
 -- for every configured destination of their Braze workspace (unrouted otherwise). No event time
--- is known for them here, so their hour is the date= folder hour under either basis.
+-- is known for them here, so their hour is the date= folder hour (of an event's earliest copy)
+-- under either basis. Counted once per event, as exported events are: re-delivered copies of
+-- them are in int_currents__unsupported_events.event_count.
 unsupported as (
     select
         app_group_id,
         currents_event_type,
         date_hour as period_hour,
-        cast(sum(event_count) as bigint) as skipped_unsupported
+        cast(sum(distinct_event_count) as bigint) as skipped_unsupported
     from {{ ref('int_currents__unsupported_events') }}
     group by app_group_id, currents_event_type, date_hour
 ),

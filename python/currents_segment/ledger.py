@@ -29,6 +29,7 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
+import time
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,6 +42,8 @@ from currents_segment.duck import sql_text
 SCHEMA_VERSION = 2
 STATUSES = ("pending", "in_flight", "acknowledged", "rejected", "skipped")
 OPEN_STATUSES = ("pending", "in_flight")
+# How long lock() waits for a push that is ending before it refuses to start.
+LOCK_GRACE_SECONDS = 2.0
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS ledger_events (
@@ -116,12 +119,16 @@ def open_rows_sql(
     event_types: Sequence[str] | None = None,
     since: str | None = None,
     until: str | None = None,
+    after_seq: int | None = None,
 ) -> str:
     """The rows ``Ledger.open_rows`` returns, as one SQLite statement with its values written
     in (the bulk enqueue child runs it inside SQLite and takes no Python parameters). Unordered,
     with ``is_pending``: the caller orders by (is_pending, seq) itself (a sort inside SQLite
-    cost 0.8 s more for 950k open rows, ad hoc)."""
-    where, _ = Ledger._open_filter(connector, event_types, since, until, inline=True)
+    cost 0.8 s more for 950k open rows, ad hoc). ``after_seq``: only rows with a larger seq
+    (the rows an enqueue chunk just inserted), found by seq range."""
+    where, _ = Ledger._open_filter(
+        connector, event_types, since, until, inline=True, after_seq=after_seq
+    )
     return (
         f"SELECT seq, message_id, currents_id, status = 'pending' AS is_pending FROM ledger {where}"
     )
@@ -246,21 +253,36 @@ class Ledger:
 
     # -- one pusher at a time -------------------------------------------------------------
     def lock(self) -> None:
-        """Refuse a second concurrent push on this ledger (released when the process dies)."""
+        """Refuse a second concurrent push on this ledger (released when the process dies, and
+        by an enqueue child holding it too when that child has exited: ``lock_fd``)."""
         if str(self.path) == ":memory:":
             return
         lock_path = self.path.with_name(self.path.name + ".lock")
         fh = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fh)
-            raise LedgerError(
-                f"{self.path}: another push holds {lock_path}; wait for it to finish"
-            ) from None
+        # A push that has just ended may still be releasing it (its enqueue child exiting):
+        # wait that long before refusing.
+        deadline = time.monotonic() + LOCK_GRACE_SECONDS
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                os.close(fh)
+                raise LedgerError(
+                    f"{self.path}: another push holds {lock_path}; wait for it to finish"
+                ) from None
         os.ftruncate(fh, 0)
         os.write(fh, str(os.getpid()).encode())
         self._lock_fh = fh
+
+    @property
+    def lock_fd(self) -> int | None:
+        """The descriptor holding the push lock: a child process given it (``pass_fds``)
+        keeps the lock held until it exits, also when this process was killed first."""
+        return self._lock_fh
 
     def unlock(self) -> None:
         if self._lock_fh is not None:
@@ -312,9 +334,11 @@ class Ledger:
         since: str | None,
         until: str | None,
         inline: bool = False,
+        after_seq: int | None = None,
     ) -> tuple[str, list[object]]:
         """The open rows of a run's selection, on view ``ledger``: a WHERE clause and its
-        parameters, or (``inline``) with its values written in as SQL literals."""
+        parameters, or (``inline``) with its values written in as SQL literals. With
+        ``after_seq``, only rows of a larger seq."""
         params: list[object] = []
 
         def value(v: str) -> str:
@@ -323,7 +347,12 @@ class Ledger:
             params.append(v)
             return "?"
 
-        sql = [f"WHERE connector = {value(connector)} AND status IN ('pending', 'in_flight')"]
+        # After a seq, the rows are found by seq range: the unary + keeps SQLite from reading
+        # every row of the connector through the (connector, message_id) index instead.
+        column = "connector" if after_seq is None else "+connector"
+        sql = [f"WHERE {column} = {value(connector)} AND status IN ('pending', 'in_flight')"]
+        if after_seq is not None:
+            sql.append(f"AND seq > {int(after_seq)}")
         if event_types:
             sql.append(f"AND currents_event_type IN ({','.join(map(value, event_types))})")
         if since:

@@ -36,7 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -105,7 +105,10 @@ class Stream:
     """The child's open rows as they are handed over; ``close`` waits until it has enqueued
     every row (also when the pusher stopped reading early)."""
 
-    def __init__(self, request: Request) -> None:
+    def __init__(self, request: Request, hold_fds: Sequence[int] = ()) -> None:
+        """``hold_fds``: descriptors the child keeps open until it exits (the push lock: a
+        pusher killed where the child cannot die with it, which needs Linux's PDEATHSIG, leaves
+        the lock held until the child has finished, so no resumed push races it)."""
         self._tmp = tempfile.TemporaryDirectory(prefix="cs-enqueue-")
         payload = asdict(request) | {"out_dir": self._tmp.name, "parent_pid": os.getpid()}
         self._stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed by close()
@@ -115,6 +118,7 @@ class Stream:
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             text=True,
+            pass_fds=tuple(hold_fds),
         )
         assert self._proc.stdin is not None and self._proc.stdout is not None
         self._proc.stdin.write(json.dumps(payload))
@@ -174,17 +178,18 @@ class Stream:
 # The child
 
 
-def _open_where(flt: dict[str, Any], type_column: str, ts_column: str) -> list[str]:
-    """The run's filter (``OpenFilter``) as DuckDB conditions on the given columns of rows
-    this run inserts (all pending), values as literals. Rows already in the ledger are
-    selected by ``ledger.open_rows_sql`` instead, the same filter in SQLite's dialect."""
+def _open_where(flt: dict[str, Any]) -> list[str]:
+    """The run's filter (``OpenFilter``) as DuckDB conditions on ``cs_new``, the rows
+    this run is about to insert (all pending), values as literals: only to count them for the
+    run's total before they are in the ledger. The rows handed over are selected by
+    ``ledger.open_rows_sql``, the same filter in SQLite's dialect."""
     where = []
     if flt.get("event_types"):
-        where.append(f"list_contains({sql_text_list(flt['event_types'])}, {type_column})")
+        where.append(f"list_contains({sql_text_list(flt['event_types'])}, currents_event_type)")
     if flt.get("since"):
-        where.append(f"{ts_column} >= {sql_text(flt['since'])}")
+        where.append(f"event_ts >= {sql_text(flt['since'])}")
     if flt.get("until"):
-        where.append(f"{ts_column} < {sql_text(flt['until'])}")
+        where.append(f"event_ts < {sql_text(flt['until'])}")
     return where
 
 
@@ -301,7 +306,7 @@ def _child(req: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> None:
         """
         path = out / "rows-000000.arrow"
         existing = _write_rows(con, existing_sql, path)
-        new_where = ["status = 'pending'", *_open_where(flt, "currents_event_type", "event_ts")]
+        new_where = ["status = 'pending'", *_open_where(flt)]
         to_send = con.execute(
             f"SELECT count(*) FROM cs_new WHERE {' AND '.join(new_where)}"
         ).fetchone()[0]
@@ -340,22 +345,20 @@ def _child(req: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> None:
         if flt is None:
             continue
         # The rows just inserted: seqs above the ledger's largest before this chunk (the push
-        # lock keeps every other writer away from inserts), read by rowid range in SQLite.
-        where = [
-            "status = 'pending'",
-            f"connector = {connector_sql}",
-            *_open_where(flt, "currents_event_type", "event_timestamp"),
-        ]
+        # lock keeps every other writer away from inserts), by Ledger.open_rows' own filter,
+        # read by seq range inside SQLite.
+        inner = open_rows_sql(
+            connector,
+            flt.get("event_types"),
+            flt.get("since"),
+            flt.get("until"),
+            after_seq=int(last[0]),
+        )
         path = out / f"rows-{number:06d}.arrow"
         rows = _write_rows(
             con,
-            f"""
-            SELECT CAST(seq AS BIGINT) AS seq, message_id AS sent_id, currents_id
-            FROM sqlite_query('cs_ledger',
-                'SELECT seq, connector, message_id, currents_id, status, currents_event_type,
-                    event_timestamp FROM ledger_events WHERE seq > {int(last[0])} ORDER BY seq')
-            WHERE {" AND ".join(where)} ORDER BY 1
-            """,
+            "SELECT CAST(seq AS BIGINT) AS seq, message_id AS sent_id, currents_id"
+            f" FROM sqlite_query('cs_ledger', {sql_text(inner)}) ORDER BY 1",
             path,
         )
         emit({"event": "rows", "path": str(path), "rows": rows})

@@ -382,7 +382,8 @@ def _enqueue(
             ledger_bulk.CHUNK_ROWS,
         )  # fmt: skip
         try:
-            return ledger_bulk.Stream(request)
+            held = () if ledger.lock_fd is None else (ledger.lock_fd,)
+            return ledger_bulk.Stream(request, hold_fds=held)
         except ledger_bulk.BulkError as exc:
             if exc.kind == ledger_bulk.DUPLICATE:
                 raise PushError(
