@@ -166,3 +166,66 @@ def test_a_gate_failure_in_a_later_chunk_stops_there_after_the_earlier_chunks(cs
     assert ledger_rows("SELECT count(*) FROM ledger WHERE error LIKE 'blocked by the gate%'") == [
         (10,)
     ]
+
+
+# A push run in its own process, as cron starts one: does it load Great Expectations?
+PUSH_IN_A_PROCESS = """
+import json, sys
+from currents_segment import connectors, push
+config = connectors.load(sys.argv[1])
+result = push.run_push(config, push.PushOptions(api_base=sys.argv[2], progress=False))
+print(json.dumps({
+    "exit_code": result.exit_code,
+    "sent": result.connectors[0].sent,
+    "gx_loaded": "great_expectations" in sys.modules,
+    "log": (result.run_dir / "push.log").read_text(),
+}))
+"""
+
+
+def test_a_push_with_nothing_to_send_does_not_load_great_expectations(cs_home, keys):
+    """A scheduled run with nothing new skips the gate's import (6.6 CPU s on the bench host);
+    new outbox rows, or open rows left by an earlier run, start it before the first batch."""
+    import json
+    import subprocess
+    import sys
+
+    rows = make_rows(400, seed=11)
+    build_outbox(settings.warehouse_path(), rows)
+    config_path = write_connectors(cs_home / "connectors.yml", [connector("us")])
+
+    def push_in_a_process(emu) -> dict:
+        done = subprocess.run(
+            [sys.executable, "-c", PUSH_IN_A_PROCESS, str(config_path), emu.url],
+            capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    sendable = sum(1 for r in rows if r[14])
+    with running_emulator(emulator_config(), cs_home / "store") as emu:
+        first = push_in_a_process(emu)
+        assert (first["exit_code"], first["sent"], first["gx_loaded"]) == (0, sendable, True)
+        assert "gate warm-up started: connector us has new outbox rows" in first["log"]
+
+        idle = push_in_a_process(emu)
+        assert (idle["exit_code"], idle["sent"], idle["gx_loaded"]) == (0, 0, False)
+        assert "gate warm-up started" not in idle["log"]
+
+        # Open rows and nothing new in the outbox: the enqueue's count starts the warm-up.
+        again = [r[0] for r in rows if r[14]][:25]
+        with sqlite3.connect(settings.ledger_path()) as con:
+            acknowledged = con.execute(
+                "SELECT count(*) FROM ledger WHERE status = 'acknowledged'"
+            ).fetchone()[0]
+        assert acknowledged == sendable
+        from currents_segment.ledger import Ledger
+
+        ledger = Ledger(settings.ledger_path())
+        try:
+            assert ledger.requeue("us", again, "test: sent again") == 25
+        finally:
+            ledger.close()
+        requeued = push_in_a_process(emu)
+        assert (requeued["exit_code"], requeued["sent"], requeued["gx_loaded"]) == (0, 25, True)
+        assert "gate warm-up started: connector us has 25 open rows" in requeued["log"]

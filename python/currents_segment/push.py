@@ -779,12 +779,23 @@ def _finish_counts(ledger: Ledger, run: ConnectorRun, policy: PushSettings) -> C
     return counts
 
 
-def _start_gate_warm_up() -> threading.Thread:
+def _outbox_rows(
+    con: duckdb.DuckDBPyConnection, connector: Connector, table: str, policy: PushSettings
+) -> int:
+    """How many outbox rows the connector carries (``_enqueue_sql``'s selection, counted)."""
+    sql = _enqueue_sql(connector, table, policy)
+    return con.execute(f"SELECT count(*) FROM ({sql})").fetchone()[0]
+
+
+def _start_gate_warm_up(why: str) -> threading.Thread:
     """Great Expectations' import and context (6.6 s on the 2-core host, ``bench_startup.py``)
-    in a thread as the run starts, so it overlaps the enqueue child's work instead of waiting
-    for the first chunk of rows. A failure here is left to the gate's first use, which raises
-    it (``gate.warm_up`` keeps nothing of a failed attempt)."""
+    in a thread, so it overlaps the enqueue child's work instead of waiting for the first chunk
+    of rows. Started only for a run with something to send (``run_push``): a scheduled run with
+    nothing new never pays it. A failure here is left to the gate's first use, which raises it
+    (``gate.warm_up`` keeps nothing of a failed attempt)."""
     from currents_segment import gate
+
+    log.info("gate warm-up started: %s", why)
 
     def warm() -> None:
         with contextlib.suppress(Exception):
@@ -829,7 +840,6 @@ def run_push(config: ConnectorsConfig, options: PushOptions) -> PushResult:
     try:
         ledger.lock()
         ledger.start_run(run_id)
-        gate_warm_up = _start_gate_warm_up()
         warehouse = options.warehouse or settings.warehouse_path()
         con = open_warehouse(warehouse, options.outbox_table)
         log.info(
@@ -854,9 +864,18 @@ def run_push(config: ConnectorsConfig, options: PushOptions) -> PushResult:
                 coord.runs[c.name] = run
                 enqueue_started = time.monotonic()
                 before = ledger.count_rows(c.name)
+                if (
+                    gate_warm_up is None
+                    and _outbox_rows(con, c, options.outbox_table, policy) > before
+                ):
+                    gate_warm_up = _start_gate_warm_up(f"connector {c.name} has new outbox rows")
                 open_rows = _enqueue(
                     con, ledger, c, options.outbox_table, policy, warehouse, _selection(c, options)
                 )
+                if gate_warm_up is None and open_rows.total > 0:
+                    gate_warm_up = _start_gate_warm_up(
+                        f"connector {c.name} has {open_rows.total} open rows"
+                    )
                 log.info(
                     "connector %s: %s open rows to send, counted after %.1fs (%s)",
                     c.name, open_rows.total, time.monotonic() - enqueue_started,

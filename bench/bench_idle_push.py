@@ -1,0 +1,123 @@
+"""A scheduled push with nothing new: ``currents-segment push`` as cron starts it, after a push
+that sent the whole outbox.
+
+    uv run --frozen --no-sync python bench/bench_idle_push.py --events 1000000 \
+        [--baseline-pythonpath /tmp/ab-old/python]
+
+The outbox of ``bench_push.py`` (generate -> ingest -> dbt build of ``--events``; cached under
+``bench/work/push-pipeline-<events>/``). One push sends every event to an emulator subprocess
+(not timed); then each run is a fresh ``currents-segment push`` process with nothing new and
+nothing open, timed from its start to its exit: wall seconds and CPU seconds of the process
+and its children (the bulk enqueue child). With ``--baseline-pythonpath``, the same command with
+that package directory first on ``PYTHONPATH`` (a worktree of an earlier commit) runs
+alternately with this one, on the same ledger and warehouse. Writes
+``bench/results/<name>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import bench_push
+from benchlib import machine
+
+ROOT = Path(__file__).resolve().parents[1]
+PUSH = "from currents_segment.cli import main; main()"
+
+
+def push_process(args: list[str], pythonpath: str | None) -> dict[str, float]:
+    """One ``currents-segment push`` process: exit code, wall and CPU seconds (with children)."""
+    env = dict(os.environ)
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    began = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", PUSH, "push", *args], env=env, capture_output=True, text=True
+    )
+    wall = time.perf_counter() - began
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        raise SystemExit(f"push exited {done.returncode}: {done.stderr[-2000:]}")
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "stdout": done.stdout}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=3, help="idle runs of each code (median)")
+    parser.add_argument("--baseline-pythonpath", default=None, help="PYTHONPATH of the baseline")
+    parser.add_argument("--name", default="idle_push", help="bench/results/<name>.json")
+    args = parser.parse_args()
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    from currents_segment.emulator import running_emulator
+
+    work = bench_push.WORK / f"push-pipeline-{args.events}"
+    warehouse = bench_push.outbox_from_pipeline(work, args.events)
+    home = work / "idle-home"
+    shutil.rmtree(home, ignore_errors=True)
+    os.environ["CURRENTS_SEGMENT_HOME"] = str(home)
+    ledger = work / "ledger-idle.sqlite"
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(ledger) + suffix).unlink(missing_ok=True)
+    config = bench_push.write_bench_connectors(work)
+    store = work / "store-idle"
+    shutil.rmtree(store, ignore_errors=True)
+    load_before = os.getloadavg()[0]
+    codes = [("this", None)]
+    if args.baseline_pythonpath:
+        codes.append(("baseline", args.baseline_pythonpath))
+    runs: dict[str, list[dict[str, float]]] = {label: [] for label, _ in codes}
+    with running_emulator(bench_push.EMULATOR, store) as emu:
+        push_args = [
+            "--connectors", str(config), "--warehouse", str(warehouse), "--ledger", str(ledger),
+            "--api-base", emu.url, "--no-progress",
+        ]  # fmt: skip
+        first = push_process(push_args, None)
+        print(f"first push (not timed): {first['wall_s']} s", file=sys.stderr)
+        for _ in range(args.runs):
+            for label, pythonpath in codes:
+                run = push_process(push_args, pythonpath)
+                run.pop("stdout")
+                runs[label].append(run)
+                print(label, json.dumps(run), file=sys.stderr)
+    shutil.rmtree(store, ignore_errors=True)
+    summary = {
+        label: {
+            "wall_s_median": statistics.median(r["wall_s"] for r in rs),
+            "cpu_s_median": statistics.median(r["cpu_s"] for r in rs),
+            "runs": rs,
+        }
+        for label, rs in runs.items()
+    }
+    if "baseline" in summary:
+        summary["ratio_baseline_over_this"] = {
+            k: round(summary["baseline"][k] / summary["this"][k], 2)
+            for k in ("wall_s_median", "cpu_s_median")
+        }
+    result = {
+        "name": args.name,
+        "command": "python bench/bench_idle_push.py " + " ".join(sys.argv[1:]),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {**machine(), "loadavg_at_start": round(load_before, 2)},
+        "events": args.events,
+        **summary,
+    }
+    out = ROOT / "bench" / "results" / f"{args.name}.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(summary, indent=2), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
