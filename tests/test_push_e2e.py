@@ -229,3 +229,65 @@ def test_a_push_with_nothing_to_send_does_not_load_great_expectations(cs_home, k
         requeued = push_in_a_process(emu)
         assert (requeued["exit_code"], requeued["sent"], requeued["gx_loaded"]) == (0, 25, True)
         assert "gate warm-up started: connector us has 25 open rows" in requeued["log"]
+
+
+def test_an_unchanged_outbox_is_not_enqueued_again_and_any_change_to_it_is(cs_home, keys):
+    """The enqueue is skipped only when the outbox (as ledger rows) and the connector's ledger
+    rows are what the last complete enqueue left; a changed status, a new row and open rows
+    left in the ledger are each sent."""
+    from currents_segment.ledger import Ledger
+
+    rows = make_rows(300, seed=21, test_events=4)
+    warehouse = build_outbox(settings.warehouse_path(), rows)
+
+    def push_log(result) -> str:
+        return (result.run_dir / "push.log").read_text()
+
+    def ledger_events() -> list[tuple]:
+        return ledger_rows("SELECT * FROM ledger_events ORDER BY seq")
+
+    with running_emulator(emulator_config(), cs_home / "store") as emu:
+        first = run(cs_home, [connector("us")], emu)
+        assert (first.exit_code, first.connectors[0].sent) == (0, 300)
+        assert "bulk enqueue in a child process" in push_log(first)
+        after_first = ledger_events()
+
+        idle = run(cs_home, [connector("us")], emu)
+        assert (idle.exit_code, idle.connectors[0].queued, idle.connectors[0].sent) == (0, 0, 0)
+        assert "outbox unchanged since the last complete enqueue: not enqueued" in push_log(idle)
+        assert ledger_events() == after_first
+
+        # Open rows and an unchanged outbox: no enqueue, and the open rows are sent.
+        again = [r[0] for r in rows if r[14]][:5]
+        ledger = Ledger(settings.ledger_path())
+        try:
+            assert ledger.requeue("us", again, "test: sent again") == 5
+        finally:
+            ledger.close()
+        requeued = run(cs_home, [connector("us")], emu)
+        assert (requeued.exit_code, requeued.connectors[0].sent) == (0, 5)
+        assert "not enqueued" in push_log(requeued)
+
+        # A skipped row the outbox now calls sendable (a rebuilt outbox): enqueued and sent.
+        flipped = next(r[0] for r in rows if not r[14])
+        with duckdb.connect(str(warehouse)) as con:
+            con.execute(
+                "UPDATE marts.fct_segment_outbox SET is_sendable = true, not_sendable_reason = NULL"
+                " WHERE message_id = ?",
+                [flipped],
+            )
+        changed = run(cs_home, [connector("us")], emu)
+        assert (changed.connectors[0].queued, changed.connectors[0].sent) == (0, 1)
+        assert "bulk enqueue in a child process" in push_log(changed)
+
+        # A new row: enqueued and sent; then idle again.
+        new = make_rows(1, seed=22)
+        build_outbox(warehouse, new)
+        added = run(cs_home, [connector("us")], emu)
+        assert (added.connectors[0].queued, added.connectors[0].sent) == (1, 1)
+        assert "not enqueued" in push_log(run(cs_home, [connector("us")], emu))
+        emu.flush()
+    ids = stored_ids(cs_home / "store", "braze_us")
+    # Every sendable id once (the requeued five de-duplicated by the emulator), plus the two.
+    assert set(ids) == {r[0] for r in rows if r[14]} | {flipped, new[0][0]}
+    assert len(ids) == len(set(ids)) == 302

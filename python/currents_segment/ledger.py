@@ -27,6 +27,7 @@ keeps its ids), which keeps the ledger at about 300 bytes per event.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import sqlite3
 import time
@@ -35,6 +36,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from currents_segment import settings
 from currents_segment.duck import sql_text
@@ -477,6 +479,23 @@ class Ledger:
     def start_run(self, run_id: str) -> None:
         with self.transaction() as con:
             con.execute("INSERT INTO runs (run_id, started_at) VALUES (?, ?)", (run_id, now_text()))
+
+    # -- what the last complete enqueue saw ------------------------------------------------
+    # An idle run (nothing new in the outbox) skips the enqueue: the mark says which outbox the
+    # ledger last took in whole and how many rows the connector had then (push._enqueue_mark).
+    def enqueue_mark(self, connector: str) -> dict[str, Any] | None:
+        row = self.con.execute(
+            "SELECT value FROM meta WHERE key = ?", (f"enqueued_outbox:{connector}",)
+        ).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def set_enqueue_mark(self, connector: str, mark: dict[str, Any]) -> None:
+        with self.transaction() as con:
+            con.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (f"enqueued_outbox:{connector}", json.dumps(mark, sort_keys=True)),
+            )
 
     def finish_run(self, run_id: str, exit_code: int, summary_json: str) -> None:
         with self.transaction() as con:

@@ -400,6 +400,13 @@ def _enqueue(
         ledger.enqueue_outbox(
             connector.name, connector.segment_workspace, connector.segment_source, queued_at, chunk
         )
+    return _ledger_open_rows(ledger, connector, selection)
+
+
+def _ledger_open_rows(
+    ledger: Ledger, connector: Connector, selection: ledger_bulk.OpenFilter | None
+) -> ledger_bulk.OpenRowsTable:
+    """The connector's open rows in ``selection`` as the ledger holds them (Ledger.open_rows)."""
     schema = ledger_bulk.OPEN_ROWS_SCHEMA
     if selection is None:
         return ledger_bulk.OpenRowsTable(schema.empty_table())
@@ -779,12 +786,33 @@ def _finish_counts(ledger: Ledger, run: ConnectorRun, policy: PushSettings) -> C
     return counts
 
 
-def _outbox_rows(
+def _outbox_fingerprint(
     con: duckdb.DuckDBPyConnection, connector: Connector, table: str, policy: PushSettings
-) -> int:
-    """How many outbox rows the connector carries (``_enqueue_sql``'s selection, counted)."""
+) -> tuple[int, int]:
+    """(rows, digest) of the connector's outbox rows as the enqueue would write them
+    (``_enqueue_sql``: ids, statuses, reasons, sizes): a change to any row, a new or a removed
+    one changes it. 0.3-0.4 s at 1M rows, against 4.6 s for an enqueue that finds nothing new."""
     sql = _enqueue_sql(connector, table, policy)
-    return con.execute(f"SELECT count(*) FROM ({sql})").fetchone()[0]
+    rows, digest = con.execute(
+        "SELECT count(*), coalesce(bit_xor(hash(sent_id, message_id, currents_event_type,"
+        " app_group_id, event_ts, date_hour, bytes, status, reason, error)), 0)"
+        f" FROM ({sql})"
+    ).fetchone()
+    return int(rows), int(digest)
+
+
+def _enqueue_mark(outbox: tuple[int, int], ledger_rows: int) -> dict[str, Any]:
+    """What a complete enqueue leaves in the ledger's meta table: the outbox it took in (rows,
+    digest, DuckDB's version, whose hash it is) and the connector's ledger rows after it. A run
+    whose outbox and ledger still match skips the enqueue, which would change nothing: every
+    row is in the ledger, and what sending did since (in flight, acknowledged, requeued,
+    pending again after a 4xx) is what the enqueue never touches."""
+    return {
+        "outbox_rows": outbox[0],
+        "outbox_digest": outbox[1],
+        "duckdb": duckdb.__version__,
+        "ledger_rows": ledger_rows,
+    }
 
 
 def _start_gate_warm_up(why: str) -> threading.Thread:
@@ -864,23 +892,29 @@ def run_push(config: ConnectorsConfig, options: PushOptions) -> PushResult:
                 coord.runs[c.name] = run
                 enqueue_started = time.monotonic()
                 before = ledger.count_rows(c.name)
-                if (
-                    gate_warm_up is None
-                    and _outbox_rows(con, c, options.outbox_table, policy) > before
-                ):
+                outbox = _outbox_fingerprint(con, c, options.outbox_table, policy)
+                if gate_warm_up is None and outbox[0] > before:
                     gate_warm_up = _start_gate_warm_up(f"connector {c.name} has new outbox rows")
-                open_rows = _enqueue(
-                    con, ledger, c, options.outbox_table, policy, warehouse, _selection(c, options)
-                )
+                selection = _selection(c, options)
+                if ledger.enqueue_mark(c.name) == _enqueue_mark(outbox, before):
+                    open_rows = _ledger_open_rows(ledger, c, selection)
+                    how = "outbox unchanged since the last complete enqueue: not enqueued"
+                else:
+                    open_rows = _enqueue(
+                        con, ledger, c, options.outbox_table, policy, warehouse, selection
+                    )
+                    how = (
+                        "bulk enqueue in a child process"
+                        if isinstance(open_rows, ledger_bulk.Stream)
+                        else "enqueued through Python"
+                    )
                 if gate_warm_up is None and open_rows.total > 0:
                     gate_warm_up = _start_gate_warm_up(
                         f"connector {c.name} has {open_rows.total} open rows"
                     )
                 log.info(
                     "connector %s: %s open rows to send, counted after %.1fs (%s)",
-                    c.name, open_rows.total, time.monotonic() - enqueue_started,
-                    "bulk enqueue in a child process"
-                    if isinstance(open_rows, ledger_bulk.Stream) else "enqueued through Python",
+                    c.name, open_rows.total, time.monotonic() - enqueue_started, how,
                 )  # fmt: skip
                 try:
                     _push_connector(
@@ -895,7 +929,9 @@ def run_push(config: ConnectorsConfig, options: PushOptions) -> PushResult:
                     open_rows.close()  # every row enqueued, also after an early stop
                 except ledger_bulk.BulkError as exc:
                     raise PushError(f"connector {c.name}: enqueue failed: {exc}") from None
-                run.queued = ledger.count_rows(c.name) - before
+                after = ledger.count_rows(c.name)
+                run.queued = after - before
+                ledger.set_enqueue_mark(c.name, _enqueue_mark(outbox, after))
                 log.info(
                     "connector %s: %s new ledger rows; enqueue and send took %.1fs",
                     c.name, run.queued, time.monotonic() - enqueue_started,
