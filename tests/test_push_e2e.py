@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import subprocess
+import sys
 from collections import Counter
 
 import duckdb
@@ -10,6 +13,7 @@ import pytest
 
 from currents_segment import connectors, push, settings
 from currents_segment.emulator import running_emulator
+from currents_segment.ledger import Ledger
 from test_push_support import (
     EU_KEY,
     US_KEY,
@@ -186,10 +190,6 @@ print(json.dumps({
 def test_a_push_with_nothing_to_send_does_not_load_great_expectations(cs_home, keys):
     """A scheduled run with nothing new skips the gate's import (6.6 CPU s on the bench host);
     new outbox rows, or open rows left by an earlier run, start it before the first batch."""
-    import json
-    import subprocess
-    import sys
-
     rows = make_rows(400, seed=11)
     build_outbox(settings.warehouse_path(), rows)
     config_path = write_connectors(cs_home / "connectors.yml", [connector("us")])
@@ -212,15 +212,13 @@ def test_a_push_with_nothing_to_send_does_not_load_great_expectations(cs_home, k
         assert (idle["exit_code"], idle["sent"], idle["gx_loaded"]) == (0, 0, False)
         assert "gate warm-up started" not in idle["log"]
 
-        # Open rows and nothing new in the outbox: the enqueue's count starts the warm-up.
+        # Open rows and nothing new in the outbox: the run's count of open rows starts it.
         again = [r[0] for r in rows if r[14]][:25]
         with sqlite3.connect(settings.ledger_path()) as con:
             acknowledged = con.execute(
                 "SELECT count(*) FROM ledger WHERE status = 'acknowledged'"
             ).fetchone()[0]
         assert acknowledged == sendable
-        from currents_segment.ledger import Ledger
-
         ledger = Ledger(settings.ledger_path())
         try:
             assert ledger.requeue("us", again, "test: sent again") == 25
@@ -235,8 +233,6 @@ def test_an_unchanged_outbox_is_not_enqueued_again_and_any_change_to_it_is(cs_ho
     """The enqueue is skipped only when the outbox (as ledger rows) and the connector's ledger
     rows are what the last complete enqueue left; a changed status, a new row and open rows
     left in the ledger are each sent."""
-    from currents_segment.ledger import Ledger
-
     rows = make_rows(300, seed=21, test_events=4)
     warehouse = build_outbox(settings.warehouse_path(), rows)
 
