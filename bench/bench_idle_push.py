@@ -1,8 +1,8 @@
-"""A scheduled push with nothing new: ``currents-segment push`` as cron starts it, after a push
-that sent the whole outbox.
+"""A scheduled push with nothing new, or with a few new rows: ``currents-segment push`` as cron
+starts it, after a push that sent the whole outbox.
 
     uv run --frozen --no-sync python bench/bench_idle_push.py --events 1000000 \
-        [--baseline-pythonpath /tmp/ab-old/python]
+        [--baseline-pythonpath /tmp/ab-old/python] [--new-rows 10000 --name append_push]
 
 The outbox of ``bench_push.py`` (generate -> ingest -> dbt build of ``--events``; cached under
 ``bench/work/push-pipeline-<events>/``). One push sends every event to an emulator subprocess
@@ -10,8 +10,10 @@ The outbox of ``bench_push.py`` (generate -> ingest -> dbt build of ``--events``
 nothing open, timed from its start to its exit: wall seconds and CPU seconds of the process
 and its children (the bulk enqueue child). With ``--baseline-pythonpath``, the same command with
 that package directory first on ``PYTHONPATH`` (a worktree of an earlier commit) runs
-alternately with this one, on the same ledger and warehouse. Writes
-``bench/results/<name>.json``.
+alternately with this one, on the same ledger and warehouse. With ``--new-rows N``, the
+pushes run on a copy of the warehouse to which N rows of a later load are then appended (copies
+of outbox rows with new ids), and each run starts from a copy of the ledger as the first push
+left it, so every run finds the same N rows to send. Writes ``bench/results/<name>.json``.
 """
 
 from __future__ import annotations
@@ -54,11 +56,37 @@ def push_process(args: list[str], pythonpath: str | None) -> dict[str, float]:
     return {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2)}
 
 
+def append_rows(warehouse: Path, n: int) -> None:
+    """n rows of a later load: copies of the outbox's first n rows with new ids (in the payload
+    too, of the same length) and a ``loaded_at`` one second after the newest."""
+    import duckdb
+
+    from currents_segment.push import OUTBOX_TABLE
+
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute(
+            f"""
+            INSERT INTO {OUTBOX_TABLE}
+            WITH picked AS (
+                SELECT *, CAST(uuid() AS VARCHAR) AS new_id
+                FROM {OUTBOX_TABLE} ORDER BY message_id LIMIT {int(n)}
+            )
+            SELECT * EXCLUDE (new_id) REPLACE (
+                new_id AS message_id, new_id AS currents_id,
+                replace(payload_json, message_id, new_id) AS payload_json,
+                (SELECT max(loaded_at) FROM {OUTBOX_TABLE})
+                    + INTERVAL 1 SECOND AS loaded_at
+            ) FROM picked
+            """
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=3, help="idle runs of each code (median)")
     parser.add_argument("--baseline-pythonpath", default=None, help="PYTHONPATH of the baseline")
+    parser.add_argument("--new-rows", type=int, default=0, help="rows of a later load per run")
     parser.add_argument("--name", default="idle_push", help="bench/results/<name>.json")
     args = parser.parse_args()
     os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -66,6 +94,10 @@ def main() -> None:
 
     work = bench_push.WORK / f"push-pipeline-{args.events}"
     warehouse = bench_push.outbox_from_pipeline(work, args.events)
+    if args.new_rows:
+        scratch = work / "warehouse-append.duckdb"
+        shutil.copyfile(warehouse, scratch)
+        warehouse = scratch
     home = work / "idle-home"
     shutil.rmtree(home, ignore_errors=True)
     os.environ["CURRENTS_SEGMENT_HOME"] = str(home)
@@ -87,12 +119,23 @@ def main() -> None:
         ]  # fmt: skip
         first = push_process(push_args, None)
         print(f"first push (not timed): {first['wall_s']} s", file=sys.stderr)
+        snapshot = work / "ledger-idle-snapshot.sqlite"
+        if args.new_rows:
+            shutil.copyfile(ledger, snapshot)  # the first push's run has checkpointed its WAL
+            append_rows(warehouse, args.new_rows)
         for _ in range(args.runs):
             for label, pythonpath in codes:
+                if args.new_rows:
+                    for suffix in ("-wal", "-shm"):
+                        Path(str(ledger) + suffix).unlink(missing_ok=True)
+                    shutil.copyfile(snapshot, ledger)
                 run = push_process(push_args, pythonpath)
                 runs[label].append(run)
                 print(label, json.dumps(run), file=sys.stderr)
     shutil.rmtree(store, ignore_errors=True)
+    if args.new_rows:
+        snapshot.unlink(missing_ok=True)
+        warehouse.unlink(missing_ok=True)
     summary = {
         label: {
             "wall_s_median": statistics.median(r["wall_s"] for r in rs),
@@ -112,6 +155,7 @@ def main() -> None:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {**machine(), "loadavg_at_start": round(load_before, 2)},
         "events": args.events,
+        "new_rows_per_run": args.new_rows,
         **summary,
     }
     out = ROOT / "bench" / "results" / f"{args.name}.json"

@@ -14,6 +14,8 @@ run bench/bench_emulator.py
 run bench/bench_push.py --events 1000000 --source pipeline
 run bench/bench_enqueue.py --events 1000000
 run bench/bench_idle_push.py --events 1000000
+run bench/bench_idle_push.py --events 1000000 --new-rows 10000 --name append_push
+run bench/bench_append.py --events 1000000 --scales 1,10
 run bench/bench_reconcile.py --rows 10000000 --repeat 3
 run bench/bench_startup.py --repeat 3
 # The 10M runs (generate, then a full and an incremental dbt build) take longer:

@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import sys
 from collections import Counter
+from datetime import datetime, timedelta
 
 import duckdb
 import pytest
@@ -227,6 +228,121 @@ def test_a_push_with_nothing_to_send_does_not_load_great_expectations(cs_home, k
         requeued = push_in_a_process(emu)
         assert (requeued["exit_code"], requeued["sent"], requeued["gx_loaded"]) == (0, 25, True)
         assert "gate warm-up started: connector us has 25 open rows" in requeued["log"]
+
+
+LEDGER_AS_ENQUEUED = (
+    "connector, message_id, currents_id, currents_event_type, app_group_id, segment_workspace,"
+    " segment_source, event_timestamp, date_hour, payload_bytes, reason, error,"
+    " CASE WHEN status IN ('skipped', 'rejected') THEN status ELSE 'sendable' END"
+)
+
+
+@pytest.mark.parametrize("bulk", ["1", "0"])
+def test_rows_loaded_after_the_last_complete_enqueue_are_appended_and_nothing_else_is(
+    cs_home, keys, monkeypatch, bulk
+):
+    """Only rows loaded later than the outbox the last complete enqueue took in are appended;
+    a changed older row, a row loaded out of order, ledger rows the outbox lost or an id twice
+    each mean a whole enqueue (or its refusal). The ledger ends as a whole enqueue writes it."""
+    monkeypatch.setenv(push.LEDGER_BULK_ENV, bulk)
+    t0 = datetime(2026, 11, 30, 8, 0, 0)
+
+    def loaded(rows, at):
+        return [r[:11] + (at,) + r[12:] for r in rows]
+
+    def push_log(result) -> str:
+        return (result.run_dir / "push.log").read_text()
+
+    rows = loaded(make_rows(300, seed=31, test_events=4, oversize=1), t0)
+    warehouse = build_outbox(settings.warehouse_path(), rows)
+    sent: set[str] = {r[0] for r in rows if r[14]}
+    with running_emulator(emulator_config(), cs_home / "store") as emu:
+        first = run(cs_home, [connector("us")], emu)
+        assert (first.exit_code, first.connectors[0].sent) == (0, 300)
+        assert "appending" not in push_log(first)
+
+        # Rows of a later load: appended, the older rows neither read nor moved.
+        later = loaded(make_rows(40, seed=32, no_user=2), t0 + timedelta(hours=1))
+        build_outbox(warehouse, later)
+        sent |= {r[0] for r in later if r[14]}
+        appended = run(cs_home, [connector("us")], emu)
+        assert (appended.exit_code, appended.connectors[0].queued) == (0, 42)
+        assert appended.connectors[0].sent == 40
+        assert "appending the 42 outbox rows loaded after 2026-11-30 08:00:00" in push_log(appended)
+        assert "not enqueued" in push_log(run(cs_home, [connector("us")], emu))
+
+        # New rows and a changed older one (a skipped row now sendable): a whole enqueue.
+        flipped = next(r[0] for r in rows if not r[14] and r[15] == "test_event")
+        with duckdb.connect(str(warehouse)) as con:
+            con.execute(
+                "UPDATE marts.fct_segment_outbox SET is_sendable = true, not_sendable_reason = NULL"
+                " WHERE message_id = ?",
+                [flipped],
+            )
+        more = loaded(make_rows(5, seed=33), t0 + timedelta(hours=2))
+        build_outbox(warehouse, more)
+        sent |= {flipped} | {r[0] for r in more}
+        changed = run(cs_home, [connector("us")], emu)
+        assert (changed.connectors[0].queued, changed.connectors[0].sent) == (5, 6)
+        assert "appending" not in push_log(changed)
+
+        # A row loaded out of order (before the latest load the ledger took in): whole.
+        early = loaded(make_rows(1, seed=34), t0 - timedelta(hours=1))
+        build_outbox(warehouse, early)
+        sent.add(early[0][0])
+        out_of_order = run(cs_home, [connector("us")], emu)
+        assert (out_of_order.connectors[0].queued, out_of_order.connectors[0].sent) == (1, 1)
+        assert "appending" not in push_log(out_of_order)
+
+        if bulk == "1":
+            # A later row repeating an older row's id: refused as a whole enqueue refuses it,
+            # and the next run, the outbox mended, enqueues in whole (the mark was cleared).
+            repeat = loaded(make_rows(1, seed=35), t0 + timedelta(hours=3))
+            repeat = [(rows[0][0],) + repeat[0][1:]]
+            build_outbox(warehouse, repeat)
+            with pytest.raises(push.PushError, match=f"holds a messageId twice .*{rows[0][0]}"):
+                run(cs_home, [connector("us")], emu)
+            with duckdb.connect(str(warehouse)) as con:
+                con.execute(
+                    "DELETE FROM marts.fct_segment_outbox WHERE message_id = ? AND loaded_at > ?",
+                    [rows[0][0], t0],
+                )
+            mended = run(cs_home, [connector("us")], emu)
+            assert (mended.exit_code, mended.connectors[0].queued) == (0, 0)
+            assert "bulk enqueue in a child process" in push_log(mended)
+
+        # The ledger keeps a row the outbox lost: a later load is enqueued in whole.
+        gone = rows[1][0]
+        with duckdb.connect(str(warehouse)) as con:
+            con.execute("DELETE FROM marts.fct_segment_outbox WHERE message_id = ?", [gone])
+        assert run(cs_home, [connector("us")], emu).connectors[0].queued == 0
+        last = loaded(make_rows(1, seed=36), t0 + timedelta(hours=4))
+        build_outbox(warehouse, last)
+        sent.add(last[0][0])
+        after_loss = run(cs_home, [connector("us")], emu)
+        assert (after_loss.connectors[0].queued, after_loss.connectors[0].sent) == (1, 1)
+        assert "appending" not in push_log(after_loss)
+        emu.flush()
+    ids = stored_ids(cs_home / "store", "braze_us")
+    assert len(ids) == len(set(ids)) == len(sent) == 300 + 40 + 6 + 1 + 1
+    assert set(ids) == sent
+    # The rows as a whole enqueue of the final outbox writes them (the lost row aside).
+    fresh = Ledger(cs_home / "whole.sqlite")
+    try:
+        config = connectors.load(cs_home / "connectors.yml")
+        con = push.open_warehouse(warehouse, push.OUTBOX_TABLE)
+        push._enqueue(
+            con, fresh, config.connectors[0], push.OUTBOX_TABLE, config.push, warehouse, None
+        ).close()
+        con.close()
+    finally:
+        fresh.close()
+    with sqlite3.connect(cs_home / "whole.sqlite") as db:
+        whole = db.execute(f"SELECT {LEDGER_AS_ENQUEUED} FROM ledger ORDER BY 2").fetchall()
+    pushed = ledger_rows(
+        f"SELECT {LEDGER_AS_ENQUEUED} FROM ledger WHERE message_id != '{gone}' ORDER BY 2"
+    )
+    assert pushed == whole and len(whole) == 300 + 5 + 42 + 5 + 1 + 1 - 1
 
 
 def test_an_unchanged_outbox_is_not_enqueued_again_and_any_change_to_it_is(cs_home, keys):

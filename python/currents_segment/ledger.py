@@ -497,6 +497,10 @@ class Ledger:
                 (f"enqueued_outbox:{connector}", json.dumps(mark, sort_keys=True)),
             )
 
+    def clear_enqueue_mark(self, connector: str) -> None:
+        with self.transaction() as con:
+            con.execute("DELETE FROM meta WHERE key = ?", (f"enqueued_outbox:{connector}",))
+
     def finish_run(self, run_id: str, exit_code: int, summary_json: str) -> None:
         with self.transaction() as con:
             con.execute(

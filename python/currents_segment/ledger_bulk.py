@@ -14,7 +14,9 @@ What the child does, in order (``python -m currents_segment.ledger_bulk``, a JSO
 stdin, JSON lines on stdout):
 
 1. the connector's outbox rows as ledger rows (``push._enqueue_sql``); an outbox holding a
-   messageId twice is refused before anything is written;
+   messageId twice is refused before anything is written; an appending enqueue
+   (``Request.older_ids_sql``) gets only the rows loaded since the last complete one and reads
+   none of the ledger's rows but the open ones;
 2. unsent rows that the outbox now marks differently move (``ledger._UPSERT_CONFLICT``'s
    rule), in one transaction;
 3. ``{"event": "total"}``: how many open rows the run will be handed and how many rows are new;
@@ -84,6 +86,10 @@ class Request:
     open_filter: OpenFilter | None = None  # None: hand over no open rows
     chunk_rows: int = 0  # new rows per transaction and per hand-over; 0: CHUNK_ROWS
     out_dir: str = ""
+    # Appending (push._appended_after): rows_sql holds only rows the ledger does not have, and
+    # this query the ids of the outbox's other rows, which they must not repeat. "": a whole
+    # enqueue, checked against the ledger's rows.
+    older_ids_sql: str = ""
 
 
 class OpenRowsTable:
@@ -245,13 +251,27 @@ def _child(req: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> None:
     twice = con.execute(
         "SELECT sent_id FROM cs_enqueue GROUP BY sent_id HAVING count(*) > 1 ORDER BY 1 LIMIT 3"
     ).fetchall()
+    older_ids_sql = req.get("older_ids_sql") or ""
+    if not twice and older_ids_sql:
+        twice = con.execute(
+            f"SELECT sent_id FROM cs_enqueue WHERE sent_id IN ({older_ids_sql}) ORDER BY 1 LIMIT 3"
+        ).fetchall()
     if twice:
         emit({"status": DUPLICATE, "error": "e.g. " + ", ".join(str(r[0]) for r in twice)})
         return
-    con.execute(
-        "CREATE TEMP TABLE cs_known AS SELECT seq, message_id, status, reason"
-        f" FROM cs_ledger.ledger_events WHERE connector = {connector_sql}"
-    )
+    if older_ids_sql:
+        # Appending: the ledger holds none of these rows and no row of it changes (the
+        # parent's check), so none of its rows is copied here.
+        known_sql = (
+            "SELECT CAST(NULL AS BIGINT) AS seq, CAST(NULL AS VARCHAR) AS message_id,"
+            " CAST(NULL AS VARCHAR) AS status, CAST(NULL AS VARCHAR) AS reason WHERE false"
+        )
+    else:
+        known_sql = (
+            "SELECT seq, message_id, status, reason"
+            f" FROM cs_ledger.ledger_events WHERE connector = {connector_sql}"
+        )
+    con.execute(f"CREATE TEMP TABLE cs_known AS {known_sql}")
     con.execute(
         """
         CREATE TEMP TABLE cs_new AS
