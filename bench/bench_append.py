@@ -8,7 +8,8 @@ The outbox of ``bench_push.py`` (cached under ``bench/work/push-pipeline-<events
 ``scale`` times with new ids into a scratch warehouse (payloads left empty: an enqueue does not
 read them), all of it enqueued into a fresh ledger and marked acknowledged (not timed), the
 enqueue mark set as a push sets it; then ``--new-rows`` copies of outbox rows with new ids and a
-later ``loaded_at`` are appended to the outbox. Each timed run is ``push._enqueue`` as a push
+later ``loaded_at`` are appended to the outbox. The ledger is settled as the push that sent
+its rows leaves it (``Ledger.counts(settle=True)``; again after each run). Each timed run is ``push._enqueue`` as a push
 calls it (the bulk child, open rows read and handed over), whole or appending; the rows it
 inserted are deleted after it, so every run finds the same ledger. CPU seconds include the
 child's. Writes ``bench/results/<name>.json``.
@@ -109,6 +110,7 @@ def main() -> None:
                 " attempts = 1 WHERE status = 'pending'"
             )
         history = ledger.count_rows(connector.name)
+        ledger.counts(connector.name, 48, settle=True)  # as the push that sent them leaves it
         outbox = push._outbox_fingerprint(con, connector, push.OUTBOX_TABLE, config.push)
         ledger.set_enqueue_mark(connector.name, push._enqueue_mark(outbox, history))
         con.close()
@@ -142,6 +144,7 @@ def main() -> None:
                     assert ledger.count_rows(connector.name) == history + args.new_rows
                     with ledger.transaction() as db:  # the same ledger for the next run
                         db.execute("DELETE FROM ledger_events WHERE seq > ?", (top,))
+                    ledger.counts(connector.name, 48, settle=True)  # a whole enqueue unsettles
                     runs[label].append(run)
                     print(scale, label, json.dumps(run), file=sys.stderr)
         finally:

@@ -8,12 +8,12 @@ The outbox of ``bench_push.py`` (generate -> ingest -> dbt build of ``--events``
 ``bench/work/push-pipeline-<events>/``). One push sends every event to an emulator subprocess
 (not timed); then each run is a fresh ``currents-segment push`` process with nothing new and
 nothing open, timed from its start to its exit: wall seconds and CPU seconds of the process
-and its children (the bulk enqueue child). With ``--baseline-pythonpath``, the same command with
+and its children (the bulk enqueue child). Each run starts from a copy of the ledger as the
+first push left it. With ``--baseline-pythonpath``, the same command with
 that package directory first on ``PYTHONPATH`` (a worktree of an earlier commit) runs
 alternately with this one, on the same ledger and warehouse. With ``--new-rows N``, the
 pushes run on a copy of the warehouse to which N rows of a later load are then appended (copies
-of outbox rows with new ids), and each run starts from a copy of the ledger as the first push
-left it, so every run finds the same N rows to send. Writes ``bench/results/<name>.json``.
+of outbox rows with new ids), so every run finds the same N rows to send. Writes ``bench/results/<name>.json``.
 """
 
 from __future__ import annotations
@@ -119,22 +119,23 @@ def main() -> None:
         ]  # fmt: skip
         first = push_process(push_args, None)
         print(f"first push (not timed): {first['wall_s']} s", file=sys.stderr)
+        # Every run starts from the ledger as the first push left it: a run of one code must
+        # not leave the other code's run a different ledger (more run rows, another mark).
         snapshot = work / "ledger-idle-snapshot.sqlite"
+        shutil.copyfile(ledger, snapshot)  # the first push's run has checkpointed its WAL
         if args.new_rows:
-            shutil.copyfile(ledger, snapshot)  # the first push's run has checkpointed its WAL
             append_rows(warehouse, args.new_rows)
         for _ in range(args.runs):
             for label, pythonpath in codes:
-                if args.new_rows:
-                    for suffix in ("-wal", "-shm"):
-                        Path(str(ledger) + suffix).unlink(missing_ok=True)
-                    shutil.copyfile(snapshot, ledger)
+                for suffix in ("-wal", "-shm"):
+                    Path(str(ledger) + suffix).unlink(missing_ok=True)
+                shutil.copyfile(snapshot, ledger)
                 run = push_process(push_args, pythonpath)
                 runs[label].append(run)
                 print(label, json.dumps(run), file=sys.stderr)
     shutil.rmtree(store, ignore_errors=True)
+    snapshot.unlink(missing_ok=True)
     if args.new_rows:
-        snapshot.unlink(missing_ok=True)
         warehouse.unlink(missing_ok=True)
     summary = {
         label: {

@@ -264,3 +264,98 @@ def test_open_rows_after_a_seq_are_the_later_open_rows_read_by_seq_range(tmp_pat
         plan = " ".join(r[3] for r in con.execute("EXPLAIN QUERY PLAN " + sql))
         assert "INTEGER PRIMARY KEY (rowid>?)" in plan, plan
         assert "sqlite_autoindex" not in plan, plan
+
+
+def test_a_finished_push_settles_its_rows_and_whatever_may_reopen_them_unsettles(tmp_path):
+    path = tmp_path / "ledger.sqlite"
+    ledger = Ledger(path)
+    other = ("c2",) + row("x")[1:]
+    ledger.enqueue(
+        [row("a"), row("b"), row("s1", "skipped", "test_event"), row("r1", "rejected", "oversize")]
+        + [other]
+    )
+
+    def ack_open(connector: str = "c1") -> None:
+        seqs = [s for s, _, _ in ledger.open_rows(connector)]
+        ledger.finish_batch(ledger.start_batch("r", connector, seqs, 1), seqs, True, 1, 200, None)
+
+    def recounted():  # without the mark: every row read
+        through = ledger.settled_through("c1")
+        with sqlite3.connect(path) as con:
+            saved = con.execute("SELECT value FROM meta WHERE key = 'settled:c1'").fetchone()
+        ledger.unsettle("c1")
+        counts = ledger.counts("c1", at_risk_hours=48)
+        if saved:
+            with sqlite3.connect(path) as con:
+                con.execute("INSERT INTO meta VALUES ('settled:c1', ?)", saved)
+        assert ledger.settled_through("c1") == through
+        return counts
+
+    ack_open()
+    settled = ledger.counts("c1", at_risk_hours=48, settle=True)
+    top = ledger.con.execute("SELECT max(seq) FROM ledger_events").fetchone()[0]
+    assert ledger.settled_through("c1") == top
+    # c2 still has a row open: its counts settle nothing.
+    assert ledger.counts("c2", at_risk_hours=48, settle=True).open == 1
+    assert ledger.settled_through("c2") == 0
+    assert settled == recounted()
+    assert settled.by_status == {"acknowledged": 2, "skipped": 1, "rejected": 1}
+
+    # Settled rows are not read again: a row reopened behind the ledger's back (nothing in
+    # this package does that) stays unseen until the mark goes.
+    with sqlite3.connect(path) as con:
+        con.execute("UPDATE ledger_events SET status = 'pending' WHERE message_id = 's1'")
+    assert ledger.open_rows("c1") == [] and ledger.count_open("c1") == 0
+    assert ledger.counts("c1", at_risk_hours=48) == settled
+    assert [m for _, m, _ in open_rows_view(ledger, "c1")] == []
+    with sqlite3.connect(path) as con:
+        con.execute("UPDATE ledger_events SET status = 'skipped' WHERE message_id = 's1'")
+
+    # Rows inserted later (as the bulk enqueue inserts them) are read above the mark.
+    with sqlite3.connect(path) as con:
+        con.execute(
+            "INSERT INTO ledger_events (connector, message_id, currents_id, segment_workspace,"
+            " segment_source, status, queued_at) VALUES ('c1', 'd', 'd', 'w', 's', 'pending', 'x')"
+        )
+    assert [m for _, m, _ in ledger.open_rows("c1")] == ["d"]
+    assert ledger.counts("c1", at_risk_hours=48) == recounted()
+    assert ledger.counts("c1", at_risk_hours=48).by_status["pending"] == 1
+
+    # A requeue unsettles: the requeued row is open again.
+    ack_open()
+    ledger.counts("c1", at_risk_hours=48, settle=True)
+    assert ledger.requeue("c1", ["a"], "missing at Segment") == 1
+    assert ledger.settled_through("c1") == 0
+    assert [m for _, m, _ in ledger.open_rows("c1")] == ["a"]
+
+    # An enqueue that may move rows unsettles: the skipped row the outbox now sends is open.
+    ack_open()
+    ledger.counts("c1", at_risk_hours=48, settle=True)
+    assert ledger.settled_through("c1") > 0
+    ledger.enqueue([row("s1")])
+    assert ledger.settled_through("c1") == 0
+    assert [m for _, m, _ in ledger.open_rows("c1")] == ["s1"]
+
+    # Settled by a run: a later run of this version keeps the mark; a run of a version that
+    # knows no mark (a run row this package did not start after the settling one) voids it.
+    ack_open()
+    ledger.start_run("run-a")
+    ledger.counts("c1", at_risk_hours=48, settle=True)
+    assert ledger.settled_through("c1") > 0
+    later = Ledger(path)
+    later.start_run("run-b")
+    assert later.settled_through("c1") == ledger.settled_through("c1")
+    later.close()
+    with sqlite3.connect(path) as con:
+        con.execute("INSERT INTO runs (run_id, started_at) VALUES ('older-version', 'x')")
+    newest = Ledger(path)
+    newest.start_run("run-c")
+    assert newest.settled_through("c1") == 0
+    newest.close()
+    ledger.close()
+
+
+def open_rows_view(ledger: Ledger, connector: str) -> list[tuple[int, str, str]]:
+    """The bulk child's open-rows statement, above the settled seq, run in SQLite."""
+    sql = open_rows_sql(connector, after_seq=ledger.settled_through(connector) or None)
+    return [r[:3] for r in ledger.con.execute(sql).fetchall()]

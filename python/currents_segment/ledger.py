@@ -32,7 +32,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -234,6 +234,7 @@ class Ledger:
         except sqlite3.DatabaseError as exc:
             raise LedgerError(f"{self.path}: not a usable ledger ({exc})") from None
         self._lock_fh: int | None = None
+        self._run_id: str | None = None  # the run this connection started (start_run)
 
     @classmethod
     def in_memory_copy(cls, path: Path | str | None = None) -> Ledger:
@@ -247,6 +248,7 @@ class Ledger:
                 src.backup(copy.con)
         _setup(copy.con)
         copy._lock_fh = None
+        copy._run_id = None
         return copy
 
     def close(self) -> None:
@@ -310,6 +312,7 @@ class Ledger:
     def enqueue(self, rows: Iterable[Sequence[object]]) -> None:
         """Upsert outbox rows (the _UPSERT column order) in one transaction."""
         with self.transaction() as con:
+            _unsettle(con, None)  # the upsert can reopen a row (skipped -> pending)
             con.executemany(_UPSERT, rows)
 
     def enqueue_outbox(
@@ -326,6 +329,7 @@ class Ledger:
         for every row (given once, not fetched once per row)."""
         const = (connector, segment_workspace, segment_source, queued_at)
         with self.transaction() as con:
+            _unsettle(con, connector)  # the upsert can reopen a row (skipped -> pending)
             con.executemany(_UPSERT_OUTBOX, (tuple(row) + const for row in rows))
 
     # -- selection ------------------------------------------------------------------------
@@ -351,6 +355,7 @@ class Ledger:
 
         # After a seq, the rows are found by seq range: the unary + keeps SQLite from reading
         # every row of the connector through the (connector, message_id) index instead.
+        after_seq = after_seq or None  # 0: nothing settled, every row
         column = "connector" if after_seq is None else "+connector"
         sql = [f"WHERE {column} = {value(connector)} AND status IN ('pending', 'in_flight')"]
         if after_seq is not None:
@@ -371,7 +376,9 @@ class Ledger:
         until: str | None = None,
     ) -> list[tuple[int, str, str]]:
         """(seq, message_id, currents_id) of rows to send, in-flight ones (resume window) first."""
-        where, params = self._open_filter(connector, event_types, since, until)
+        where, params = self._open_filter(
+            connector, event_types, since, until, after_seq=self.settled_through(connector)
+        )
         return self.con.execute(
             f"SELECT seq, message_id, currents_id FROM ledger {where}"
             " ORDER BY status = 'pending', seq",
@@ -385,7 +392,9 @@ class Ledger:
         since: str | None = None,
         until: str | None = None,
     ) -> int:
-        where, params = self._open_filter(connector, event_types, since, until)
+        where, params = self._open_filter(
+            connector, event_types, since, until, after_seq=self.settled_through(connector)
+        )
         return self.con.execute(f"SELECT count(*) FROM ledger {where}", params).fetchone()[0]
 
     # -- batch lifecycle ------------------------------------------------------------------
@@ -463,6 +472,7 @@ class Ledger:
         """Send acknowledged events again (e.g. reconcile found them missing at Segment)."""
         ids = list(message_ids)
         with self.transaction() as con:
+            _unsettle(con, connector)  # settled rows open again
             # The row takes over what the view derived from its acknowledged batch.
             cur = con.executemany(
                 "UPDATE ledger_events SET status = 'pending', error = ?, acked_at = NULL,"
@@ -479,6 +489,7 @@ class Ledger:
     def start_run(self, run_id: str) -> None:
         with self.transaction() as con:
             con.execute("INSERT INTO runs (run_id, started_at) VALUES (?, ?)", (run_id, now_text()))
+        self._run_id = run_id
 
     # -- what the last complete enqueue saw ------------------------------------------------
     # An idle run (nothing new in the outbox) skips the enqueue: the mark says which outbox the
@@ -497,6 +508,42 @@ class Ledger:
                 (f"enqueued_outbox:{connector}", json.dumps(mark, sort_keys=True)),
             )
 
+    # -- rows that are done for good ------------------------------------------------------
+    # A push that leaves nothing open settles its connector: every row up to the ledger's
+    # largest seq is acknowledged, rejected or skipped, and stays so until an enqueue that may
+    # move rows or a requeue removes the mark (_unsettle). Open rows are then looked for above
+    # that seq only, and counts add the settled rows' stored counts to those of the rows above
+    # it: a scheduled run reads the rows since the last finished push, not the whole history.
+    def settled_through(self, connector: str) -> int:
+        """The connector's rows up to this seq are all settled (0: none known to be)."""
+        return self._settled(connector)[0]
+
+    def _settled(self, connector: str) -> tuple[int, list[tuple[str, str | None, int]]]:
+        row = self.con.execute(
+            "SELECT value FROM meta WHERE key = ?", (f"settled:{connector}",)
+        ).fetchone()
+        if row is None:
+            return 0, []
+        mark = json.loads(row[0])
+        # Valid only while no other run came after the one that settled: a run of an older
+        # version (which knows no mark) may have reopened rows (a requeue, an enqueue).
+        if mark.get("run_id") != self._run_id:
+            last = self.con.execute(
+                "SELECT run_id FROM runs WHERE run_id IS NOT ? ORDER BY rowid DESC LIMIT 1",
+                (self._run_id,),
+            ).fetchone()
+            if mark.get("run_id") != (None if last is None else last[0]):
+                return 0, []
+        return int(mark["through_seq"]), [(s, r, int(n)) for s, r, n in mark["counts"]]
+
+    def unsettle(self, connector: str | None = None) -> None:
+        """Forget what is settled (of one connector, or of all): its rows are read again."""
+        where = "key LIKE 'settled:%'" if connector is None else "key = ?"
+        args = () if connector is None else (f"settled:{connector}",)
+        if self.con.execute(f"SELECT 1 FROM meta WHERE {where}", args).fetchone():
+            with self.transaction() as con:  # written only when there is a mark to remove
+                _unsettle(con, connector)
+
     def clear_enqueue_mark(self, connector: str) -> None:
         with self.transaction() as con:
             con.execute("DELETE FROM meta WHERE key = ?", (f"enqueued_outbox:{connector}",))
@@ -508,31 +555,65 @@ class Ledger:
                 (now_text(), exit_code, summary_json, run_id),
             )
 
-    def counts(self, connector: str, at_risk_hours: float) -> ConnectorCounts:
+    def counts(self, connector: str, at_risk_hours: float, settle: bool = False) -> ConnectorCounts:
+        """Rows by status and reason, and the open ones at risk. ``settle``: with nothing open,
+        mark every row up to the ledger's largest seq settled (a push that finished)."""
         cutoff = (datetime.now(UTC) - timedelta(hours=at_risk_hours)).strftime(
             "%Y-%m-%d %H:%M:%S.%f"
         )
-        by_status: dict[str, int] = {}
-        rejected: dict[str, int] = {}
-        skipped: dict[str, int] = {}
-        for status, reason, n in self.con.execute(
-            "SELECT status, reason, count(*) FROM ledger WHERE connector = ? GROUP BY 1, 2",
-            (connector,),
-        ):
-            by_status[status] = by_status.get(status, 0) + n
-            if status == "rejected":
-                rejected[reason or "unknown"] = rejected.get(reason or "unknown", 0) + n
-            elif status == "skipped":
-                skipped[reason or "unknown"] = skipped.get(reason or "unknown", 0) + n
-        if not any(by_status.get(s) for s in OPEN_STATUSES):
-            # Nothing open (a finished push): no second pass over the connector's rows.
-            return ConnectorCounts(connector, by_status, rejected, skipped, 0, None)
-        # At risk: still open and older (by Braze's queue hour, else event time) than the age
-        # after which Braze deletes events it holds.
-        at_risk, oldest = self.con.execute(
-            "SELECT count(*) FILTER (WHERE coalesce(date_hour, event_timestamp) < ?),"
-            " min(coalesce(date_hour, event_timestamp)) FROM ledger"
-            " WHERE connector = ? AND status IN ('pending', 'in_flight')",
-            (cutoff, connector),
-        ).fetchone()
+        with self.transaction() if settle else nullcontext(self.con) as con:
+            through, stored = self._settled(connector)
+            groups: dict[tuple[str, str | None], int] = {}
+            for status, reason, n in stored:
+                groups[(status, reason)] = groups.get((status, reason), 0) + n
+            # Above the settled seq by seq range (the unary + keeps SQLite off the
+            # (connector, message_id) index, which would read every row of the connector).
+            where = "connector = ?" if not through else f"+connector = ? AND seq > {int(through)}"
+            for status, reason, n in con.execute(
+                f"SELECT status, reason, count(*) FROM ledger WHERE {where} GROUP BY 1, 2",
+                (connector,),
+            ):
+                groups[(status, reason)] = groups.get((status, reason), 0) + n
+            by_status: dict[str, int] = {}
+            rejected: dict[str, int] = {}
+            skipped: dict[str, int] = {}
+            for (status, reason), n in groups.items():
+                by_status[status] = by_status.get(status, 0) + n
+                if status == "rejected":
+                    rejected[reason or "unknown"] = rejected.get(reason or "unknown", 0) + n
+                elif status == "skipped":
+                    skipped[reason or "unknown"] = skipped.get(reason or "unknown", 0) + n
+            if not any(by_status.get(s) for s in OPEN_STATUSES):
+                if settle:
+                    top = con.execute("SELECT coalesce(max(seq), 0) FROM ledger_events").fetchone()
+                    mark = {
+                        "run_id": self._run_id,
+                        "through_seq": int(top[0]),
+                        "counts": sorted(
+                            ([s, r, n] for (s, r), n in groups.items() if n),
+                            key=lambda g: (g[0], g[1] or ""),
+                        ),
+                    }
+                    con.execute(
+                        "INSERT INTO meta (key, value) VALUES (?, ?)"
+                        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                        (f"settled:{connector}", json.dumps(mark)),
+                    )
+                # Nothing open (a finished push): no second pass over the connector's rows.
+                return ConnectorCounts(connector, by_status, rejected, skipped, 0, None)
+            # At risk: still open and older (by Braze's queue hour, else event time) than the
+            # age after which Braze deletes events it holds.
+            at_risk, oldest = con.execute(
+                "SELECT count(*) FILTER (WHERE coalesce(date_hour, event_timestamp) < ?),"
+                " min(coalesce(date_hour, event_timestamp)) FROM ledger"
+                f" WHERE {where} AND status IN ('pending', 'in_flight')",
+                (cutoff, connector),
+            ).fetchone()
         return ConnectorCounts(connector, by_status, rejected, skipped, at_risk or 0, oldest)
+
+
+def _unsettle(con: sqlite3.Connection, connector: str | None) -> None:
+    if connector is None:
+        con.execute("DELETE FROM meta WHERE key LIKE 'settled:%'")
+    else:
+        con.execute("DELETE FROM meta WHERE key = ?", (f"settled:{connector}",))

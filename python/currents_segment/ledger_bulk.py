@@ -90,6 +90,9 @@ class Request:
     # this query the ids of the outbox's other rows, which they must not repeat. "": a whole
     # enqueue, checked against the ledger's rows.
     older_ids_sql: str = ""
+    # The connector's rows up to this seq are settled (Ledger.settled_through): open rows are
+    # looked for above it only. 0: every row.
+    open_after_seq: int = 0
 
 
 class OpenRowsTable:
@@ -316,7 +319,13 @@ def _child(req: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> None:
         # over every row and batch: 7 s with nothing open at 1M rows and 1,522 batches, and
         # growing with rows x batches; this is 0.7 s (ad hoc, 2026-12-02; bench_enqueue's
         # "idle" case).
-        inner = open_rows_sql(connector, flt.get("event_types"), flt.get("since"), flt.get("until"))
+        inner = open_rows_sql(
+            connector,
+            flt.get("event_types"),
+            flt.get("since"),
+            flt.get("until"),
+            after_seq=int(req.get("open_after_seq") or 0) or None,
+        )
         existing_sql = f"""
             SELECT CAST(seq AS BIGINT) AS seq, message_id AS sent_id, currents_id
             FROM sqlite_query('cs_ledger', {sql_text(inner)})

@@ -396,6 +396,9 @@ def _enqueue(
     """
     sql = _enqueue_sql(connector, table, policy, loaded_after_us=appended_after_us)
     queued_at = now_text()
+    if appended_after_us is None:
+        ledger.unsettle(connector.name)  # a whole enqueue may move unsent rows
+    settled = ledger.settled_through(connector.name)
     if str(ledger.path) != ":memory:" and os.environ.get(LEDGER_BULK_ENV, "1") != "0":
         # Appending: the new rows' ids are checked against the older rows' ids in the outbox
         # (an id twice is refused, as in a whole enqueue), not against the ledger's.
@@ -408,7 +411,7 @@ def _enqueue(
         request = ledger_bulk.Request(
             str(warehouse), str(ledger.path), sql, connector.name,
             connector.segment_workspace, connector.segment_source, queued_at, selection,
-            ledger_bulk.CHUNK_ROWS, older_ids_sql=older_ids_sql,
+            ledger_bulk.CHUNK_ROWS, older_ids_sql=older_ids_sql, open_after_seq=settled,
         )  # fmt: skip
         try:
             held = () if ledger.lock_fd is None else (ledger.lock_fd,)
@@ -805,7 +808,7 @@ def _prepared_chunks(
 
 
 def _finish_counts(ledger: Ledger, run: ConnectorRun, policy: PushSettings) -> ConnectorCounts:
-    counts = ledger.counts(run.connector, policy.at_risk_hours)
+    counts = ledger.counts(run.connector, policy.at_risk_hours, settle=True)
     run.totals = dict(counts.by_status)
     run.rejected_by_reason = counts.rejected_by_reason
     run.skipped_by_reason = counts.skipped_by_reason
