@@ -20,14 +20,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import bench_push
-from benchlib import machine
+from benchlib import machine, medians
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -150,18 +149,7 @@ def main() -> None:
         finally:
             con.close()
             ledger.close()
-        summary = {
-            label: {
-                "seconds_median": statistics.median(r["seconds"] for r in rs),
-                "cpu_seconds_median": statistics.median(r["cpu_seconds"] for r in rs),
-                "runs": rs,
-            }
-            for label, rs in runs.items()
-        }
-        summary["ratio_whole_over_appending"] = {
-            k: round(summary["whole"][k] / summary["appending"][k], 2)
-            for k in ("seconds_median", "cpu_seconds_median")
-        }
+        summary = medians(runs, ("seconds", "cpu_seconds"), "whole", "appending")
         results.append({"history_rows": history, "new_rows": args.new_rows, **summary})
         warehouse.unlink(missing_ok=True)
         for suffix in ("", "-wal", "-shm"):

@@ -23,7 +23,6 @@ import json
 import os
 import resource
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -31,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import bench_push
-from benchlib import machine
+from benchlib import machine, medians
 
 ROOT = Path(__file__).resolve().parents[1]
 PUSH = "from currents_segment.cli import main; main()"
@@ -137,19 +136,7 @@ def main() -> None:
     snapshot.unlink(missing_ok=True)
     if args.new_rows:
         warehouse.unlink(missing_ok=True)
-    summary = {
-        label: {
-            "wall_s_median": statistics.median(r["wall_s"] for r in rs),
-            "cpu_s_median": statistics.median(r["cpu_s"] for r in rs),
-            "runs": rs,
-        }
-        for label, rs in runs.items()
-    }
-    if "baseline" in summary:
-        summary["ratio_baseline_over_this"] = {
-            k: round(summary["baseline"][k] / summary["this"][k], 2)
-            for k in ("wall_s_median", "cpu_s_median")
-        }
+    summary = medians(runs, ("wall_s", "cpu_s"), "baseline", "this")
     result = {
         "name": args.name,
         "command": "python bench/bench_idle_push.py " + " ".join(sys.argv[1:]),

@@ -48,3 +48,25 @@ def machine() -> dict[str, object]:
         "loadavg_at_start": round(os.getloadavg()[0], 2),
         "python_loop_5m_s": python_loop_seconds(),
     }
+
+
+def medians(
+    runs: dict[str, list[dict[str, float]]], fields: tuple[str, ...], baseline: str, other: str
+) -> dict[str, object]:
+    """Per label: the median of each field (``<field>_median``) and its runs; plus
+    ``ratio_<baseline>_over_<other>`` of those medians when both labels ran."""
+    import statistics
+
+    summary: dict[str, object] = {
+        label: {f"{f}_median": statistics.median(r[f] for r in rs) for f in fields} | {"runs": rs}
+        for label, rs in runs.items()
+    }
+    if runs.get(baseline) and runs.get(other):
+        summary[f"ratio_{baseline}_over_{other}"] = {
+            f"{f}_median": round(
+                summary[baseline][f"{f}_median"] / summary[other][f"{f}_median"],  # type: ignore[index]
+                2,
+            )
+            for f in fields
+        }
+    return summary
