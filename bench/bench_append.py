@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import bench_push
+from bench_idle_push import append_rows
 from benchlib import machine, medians
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,11 +35,12 @@ ROOT = Path(__file__).resolve().parents[1]
 def scratch_outbox(source: Path, target: Path, scale: int) -> None:
     import duckdb
 
+    from currents_segment.duck import sql_text
     from currents_segment.push import OUTBOX_TABLE
 
     target.unlink(missing_ok=True)
     with duckdb.connect(str(target)) as con:
-        con.execute(f"ATTACH '{source}' AS src (READ_ONLY)")
+        con.execute(f"ATTACH {sql_text(str(source))} AS src (READ_ONLY)")
         con.execute("CREATE SCHEMA marts")
         copies = " UNION ALL ".join(
             "SELECT * REPLACE ('' AS payload_json"
@@ -48,23 +50,6 @@ def scratch_outbox(source: Path, target: Path, scale: int) -> None:
             for k in range(scale)
         )  # fmt: skip
         con.execute(f"CREATE TABLE {OUTBOX_TABLE} AS {copies}")
-
-
-def append_rows(warehouse: Path, n: int) -> None:
-    import duckdb
-
-    from currents_segment.push import OUTBOX_TABLE
-
-    with duckdb.connect(str(warehouse)) as con:
-        con.execute(
-            f"""
-            INSERT INTO {OUTBOX_TABLE}
-            SELECT * REPLACE (
-                'new-' || message_id AS message_id, 'new-' || currents_id AS currents_id,
-                (SELECT max(loaded_at) FROM {OUTBOX_TABLE}) + INTERVAL 1 SECOND AS loaded_at
-            ) FROM (SELECT * FROM {OUTBOX_TABLE} ORDER BY message_id LIMIT {int(n)})
-            """
-        )
 
 
 def main() -> None:

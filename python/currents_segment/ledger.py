@@ -495,18 +495,11 @@ class Ledger:
     # An idle run (nothing new in the outbox) skips the enqueue: the mark says which outbox the
     # ledger last took in whole and how many rows the connector had then (push._enqueue_mark).
     def enqueue_mark(self, connector: str) -> dict[str, Any] | None:
-        row = self.con.execute(
-            "SELECT value FROM meta WHERE key = ?", (f"enqueued_outbox:{connector}",)
-        ).fetchone()
-        return None if row is None else json.loads(row[0])
+        return _get_meta(self.con, f"enqueued_outbox:{connector}")
 
     def set_enqueue_mark(self, connector: str, mark: dict[str, Any]) -> None:
         with self.transaction() as con:
-            con.execute(
-                "INSERT INTO meta (key, value) VALUES (?, ?)"
-                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (f"enqueued_outbox:{connector}", json.dumps(mark, sort_keys=True)),
-            )
+            _put_meta(con, f"enqueued_outbox:{connector}", mark)
 
     # -- rows that are done for good ------------------------------------------------------
     # A push that leaves nothing open settles its connector: every row up to the ledger's
@@ -519,12 +512,9 @@ class Ledger:
         return self._settled(connector)[0]
 
     def _settled(self, connector: str) -> tuple[int, list[tuple[str, str | None, int]]]:
-        row = self.con.execute(
-            "SELECT value FROM meta WHERE key = ?", (f"settled:{connector}",)
-        ).fetchone()
-        if row is None:
+        mark = _get_meta(self.con, f"settled:{connector}")
+        if mark is None:
             return 0, []
-        mark = json.loads(row[0])
         # Valid only while no other run came after the one that settled: a run of an older
         # version (which knows no mark) may have reopened rows (a requeue, an enqueue).
         if mark.get("run_id") != self._run_id:
@@ -536,17 +526,15 @@ class Ledger:
                 return 0, []
         return int(mark["through_seq"]), [(s, r, int(n)) for s, r, n in mark["counts"]]
 
-    def unsettle(self, connector: str | None = None) -> None:
-        """Forget what is settled (of one connector, or of all): its rows are read again."""
-        where = "key LIKE 'settled:%'" if connector is None else "key = ?"
-        args = () if connector is None else (f"settled:{connector}",)
-        if self.con.execute(f"SELECT 1 FROM meta WHERE {where}", args).fetchone():
+    def unsettle(self, connector: str) -> None:
+        """Forget what is settled of one connector: its rows are read again."""
+        if _get_meta(self.con, f"settled:{connector}") is not None:
             with self.transaction() as con:  # written only when there is a mark to remove
                 _unsettle(con, connector)
 
     def clear_enqueue_mark(self, connector: str) -> None:
         with self.transaction() as con:
-            con.execute("DELETE FROM meta WHERE key = ?", (f"enqueued_outbox:{connector}",))
+            _delete_meta(con, f"enqueued_outbox:{connector}")
 
     def finish_run(self, run_id: str, exit_code: int, summary_json: str) -> None:
         with self.transaction() as con:
@@ -594,11 +582,7 @@ class Ledger:
                             key=lambda g: (g[0], g[1] or ""),
                         ),
                     }
-                    con.execute(
-                        "INSERT INTO meta (key, value) VALUES (?, ?)"
-                        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                        (f"settled:{connector}", json.dumps(mark)),
-                    )
+                    _put_meta(con, f"settled:{connector}", mark)
                 # Nothing open (a finished push): no second pass over the connector's rows.
                 return ConnectorCounts(connector, by_status, rejected, skipped, 0, None)
             # At risk: still open and older (by Braze's queue hour, else event time) than the
@@ -613,7 +597,26 @@ class Ledger:
 
 
 def _unsettle(con: sqlite3.Connection, connector: str | None) -> None:
+    """Remove the settled mark of one connector, or of all (None)."""
     if connector is None:
         con.execute("DELETE FROM meta WHERE key LIKE 'settled:%'")
     else:
-        con.execute("DELETE FROM meta WHERE key = ?", (f"settled:{connector}",))
+        _delete_meta(con, f"settled:{connector}")
+
+
+# Table meta: one JSON value per key (per-connector marks; see the sections above).
+def _get_meta(con: sqlite3.Connection, key: str) -> Any:
+    row = con.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return None if row is None else json.loads(row[0])
+
+
+def _put_meta(con: sqlite3.Connection, key: str, value: Any) -> None:
+    con.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?)"
+        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (key, json.dumps(value, sort_keys=True)),
+    )
+
+
+def _delete_meta(con: sqlite3.Connection, key: str) -> None:
+    con.execute("DELETE FROM meta WHERE key = ?", (key,))

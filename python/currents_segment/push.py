@@ -290,7 +290,7 @@ def open_warehouse(path: Path, table: str) -> duckdb.DuckDBPyConnection:
 
 
 def _us_text(epoch_us: int) -> str:
-    return datetime.fromtimestamp(epoch_us / 1e6, UTC).strftime("%Y-%m-%d %H:%M:%S.%f UTC")
+    return f"{_ts_text(datetime.fromtimestamp(epoch_us / 1e6, UTC))} UTC"
 
 
 def _ts_text(value: datetime | None) -> str | None:
@@ -398,7 +398,6 @@ def _enqueue(
     queued_at = now_text()
     if appended_after_us is None:
         ledger.unsettle(connector.name)  # a whole enqueue may move unsent rows
-    settled = ledger.settled_through(connector.name)
     if str(ledger.path) != ":memory:" and os.environ.get(LEDGER_BULK_ENV, "1") != "0":
         # Appending: the new rows' ids are checked against the older rows' ids in the outbox
         # (an id twice is refused, as in a whole enqueue), not against the ledger's.
@@ -411,7 +410,8 @@ def _enqueue(
         request = ledger_bulk.Request(
             str(warehouse), str(ledger.path), sql, connector.name,
             connector.segment_workspace, connector.segment_source, queued_at, selection,
-            ledger_bulk.CHUNK_ROWS, older_ids_sql=older_ids_sql, open_after_seq=settled,
+            ledger_bulk.CHUNK_ROWS, older_ids_sql=older_ids_sql,
+            open_after_seq=ledger.settled_through(connector.name),
         )  # fmt: skip
         try:
             held = () if ledger.lock_fd is None else (ledger.lock_fd,)
