@@ -807,36 +807,55 @@ def test_keys_that_flatten_to_one_name_keep_the_last_value(emu):
 
 
 def test_a_failed_flush_puts_rows_back_in_order_and_rescue_writes_them_whole(tmp_path):
-    from currents_segment.emulator_store import ROW_COLUMNS, PendingWrites, StoreWriter
+    from currents_segment.emulator_store import PendingWrites, StoreWriter
 
-    def shape(*props: str) -> tuple[str, str, tuple[str, ...], tuple[str, ...]]:
-        return ("braze_prod", "email_sent", (*ROW_COLUMNS, "context_traits_email"), props)
-
-    def values(mid: str, *props: Any) -> tuple[Any, ...]:
-        return (mid, None, "u", "email_sent", "Email Sent", 1, None, 2, 2, "e@x", *props)
+    def keep(pending: PendingWrites, mid: str, event: str = "Email Sent", **props: Any) -> None:
+        call = track(mid, event=event, properties=props)
+        pending.keep("braze_prod", event, orjson.dumps(call), mid, 1, None)
 
     failed = PendingWrites()
-    failed.keep(shape("a"), values("m1", 1))
+    keep(failed, "m1", a=1)
     failed.dropped.append({"message_id": "d1", "reason": "deduplicated"})
     meanwhile = PendingWrites()
-    meanwhile.keep(shape("a"), values("m2", 2))
-    meanwhile.keep(shape("b"), values("m3", "x"))
+    keep(meanwhile, "m2", a=2)
+    keep(meanwhile, "m3", "Email Bounced", b="x")
     meanwhile.put_back(failed)
     assert len(meanwhile) == 4 and meanwhile.kept_rows == 3
-    assert [(s[3], [r[0] for r in rows]) for s, rows in meanwhile.kept.items()] == [
-        (("a",), ["m1", "m2"]),
-        (("b",), ["m3"]),
-    ]
+    # The failed flush's rows come first.
+    assert {key: group.mids for key, group in meanwhile.kept.items()} == {
+        ("braze_prod", "Email Sent"): ["m1", "m2"],
+        ("braze_prod", "Email Bounced"): ["m3"],
+    }
     path = StoreWriter(tmp_path / "store").rescue(meanwhile)
     lines = [orjson.loads(line) for line in path.read_bytes().splitlines()]
+    event_us = int(datetime(2034, 6, 14, 9, 48, 24, tzinfo=UTC).timestamp() * 1_000_000)
     assert lines[0] == {
         "table": "kept",
         "source": "braze_prod",
-        "row": dict(zip((*ROW_COLUMNS, "context_traits_email"), values("m1"), strict=True)),
+        "row": {
+            "id": "m1",
+            "anonymous_id": "braze-1",
+            "user_id": "ext-1",
+            "event": "email_sent",
+            "event_text": "Email Sent",
+            "received_at": 1,
+            "sent_at": None,
+            "timestamp": event_us,
+            "original_timestamp": event_us,
+            "context_traits_email": "a@example.com",
+            "context_device_model": "Pixel 8",
+        },
         "properties": {"a": 1},
     }
     assert [line.get("row", {}).get("id") for line in lines[:3]] == ["m1", "m2", "m3"]
     assert lines[3] == {"table": "dropped", "row": {"message_id": "d1", "reason": "deduplicated"}}
+    # The next flush writes them all.
+    assert StoreWriter(tmp_path / "store").write(meanwhile) == {
+        "braze_prod.email_sent": 2,
+        "braze_prod.email_bounced": 1,
+        "braze_prod.tracks": 3,
+        "_emulator.dropped": 1,
+    }
 
 
 def _stored(store: Path) -> dict[str, list[dict]]:
@@ -920,3 +939,128 @@ def test_a_stop_during_a_timer_flush_waits_for_its_writer(tmp_path):
     assert emu.process.returncode == 0
     assert sorted(kept_ids(store, "braze_prod")) == sorted(ids)
     assert len(kept_ids(store, "braze_prod", "email_link_clicked")) == len(ids)
+
+
+# -- the store's two ways to type a group of calls ------------------------------------------
+
+
+def _columns_both_ways(calls: list[dict[str, Any]], event: str = "Email Sent") -> tuple:
+    """(bulk, row by row) columns of one group of calls; bulk is None where it declines."""
+    from currents_segment import emulator_store as store
+
+    group = store.KeptEvents()
+    for i, call in enumerate(calls):
+        call = {**call, "event": event}  # a group holds the calls of one event name
+        group.add(orjson.dumps(call), f"m-{i}", 1_700_000_000_000_000 + i, None if i % 3 else 7)
+    bulk = store._json_columns(event, group)
+    shapes: dict = {}
+    rows = zip(group.events(), group.mids, group.received, group.sent, strict=True)
+    for call, mid, now, sent_at in rows:
+        shape, values = store.kept_row("src", mid, snakecase(event), call, now, sent_at, None)
+        shapes.setdefault(shape, []).append(values)
+    by_rows = store._event_columns(list(shapes.items()), all_none_typed=False)[0]
+
+    def table(columns: dict) -> dict:
+        columns = store._null_as_text(columns)
+        return {name: (str(a.type), a.to_pylist()) for name, a in sorted(columns.items())}
+
+    return (None if bulk is None else table(bulk)), table(by_rows)
+
+
+def _rows_in_id_order(table: dict) -> dict:
+    """Row-by-row columns come grouped by shape: put them back in call order (by id)."""
+    order = sorted(range(len(table["id"][1])), key=lambda i: int(table["id"][1][i][2:]))
+    return {name: (kind, [values[i] for i in order]) for name, (kind, values) in table.items()}
+
+
+def test_bulk_typing_of_braze_shaped_calls_equals_the_row_by_row_rules():
+    import random
+
+    rng = random.Random(4)
+    calls = []
+    for i in range(300):
+        props: dict[str, Any] = {"campaign_id": f"c-{i % 7}", "send_id": f"s{i}"}
+        if i % 2:
+            props["conversion_behavior_index"] = i % 5
+        if i % 5 == 0:
+            props["media_urls"] = [f"https://x.example/{i}", "https://y.example"]
+        if i % 11 == 0:
+            props["ratio"] = 0.5 if i % 2 else 3  # int and float: DOUBLE
+        if i % 13 == 0:
+            props["in_control_group"] = bool(i % 2)
+        if i % 17 == 0:
+            props["nothing"] = None
+        device = {"model": "Pixel 8", "type": "android"} if rng.random() < 0.6 else {}
+        call = track(
+            new_id(),
+            context={"device": device, "traits": {"email": f"u{i}@example.com"} if i % 4 else {}},
+            properties=props,
+            timestamp=f"2026-11-01T{i % 24:02d}:{i % 60:02d}:0{i % 10}.{i:03d}Z",
+        )
+        if i % 9 == 0:
+            call["userId"] = None
+        calls.append(call)
+    bulk, by_rows = _columns_both_ways(calls)
+    assert bulk is not None, "Braze-shaped calls take the bulk path"
+    assert bulk == _rows_in_id_order(by_rows)
+
+
+@pytest.mark.parametrize(
+    ("properties", "bulk"),
+    [
+        ([{"a": 1}, {"a": "x"}], False),  # int and text: text, value by value
+        ([{"a": True}, {"a": 1}], False),  # bool and int: text
+        ([{"a": {"b": 1}}, {"a": "x"}], False),  # object and text
+        ([{"a": None}, {"a": {"b": 1}}], False),  # a null object makes a column of its own
+        ([{"a": {"b": 1}}, {}], False),  # an object missing in a call makes none
+        ([{"sendId": "x", "send_id": "y"}], False),  # two keys, one column: the last wins
+        ([{"a": [1, "x"]}], False),  # an array of mixed types
+        ([{"a": 2**63}, {"a": 1}], False),  # an integer beyond int64: text
+        ([{"a": "2026-11-01T00:00:00Z"}], False),  # an ISO time the reader would type
+        ([{"a": "2026-11-01"}], False),
+        ([{"a": [1, 2.5]}, {"a": [{"x": 1}, {"y": "z"}]}], False),
+        ([{"a": [1, 2.5]}, {"a": []}], True),  # arrays: their own JSON text
+        ([{"reason": 5, "source": True, "id": 1, "context_x": 2, "uuid_ts": 3}], True),
+        ([{"a": 1.5}, {"a": 7}], True),  # int and float: DOUBLE
+        ([{"e": {}}, {"e": {}}], True),  # empty objects: no column
+        ([{}, {"x": None}], True),  # a key with null only: a text column
+        ([{"n": {"k": 1, "m": {"z": "a"}}}, {"n": {"k": 2, "m": {}}}], True),
+        (["not an object", {"a": 1}], False),  # object and text
+        (["not an object", "nor this"], True),  # no object: no column
+    ],
+)
+def test_bulk_typing_declines_or_equals_the_row_by_row_rules(properties, bulk):
+    calls = [track(new_id(), properties=p) for p in properties]
+    from_json, by_rows = _columns_both_ways(calls)
+    assert (from_json is not None) == bulk
+    if from_json is not None:
+        assert from_json == _rows_in_id_order(by_rows)
+
+
+def test_bulk_typing_reads_odd_contexts_and_ids_as_the_row_by_row_rules():
+    calls = [
+        track(new_id(), context=["not", "an", "object"]),
+        track(new_id(), context=None, userId=None),
+        track(new_id(), context={"library": {"name": "x", "version": "1"}}, anonymousId=None),
+    ]
+    from_json, by_rows = _columns_both_ways(calls)
+    assert from_json is None  # a list and objects: row by row
+    from_json, by_rows = _columns_both_ways(calls[1:])
+    assert from_json == _rows_in_id_order(by_rows)
+    numeric_ids = [track(new_id(), userId=5), track(new_id(), userId="u")]
+    assert _columns_both_ways(numeric_ids)[0] is None  # str(5), row by row
+
+
+def test_bulk_times_equal_the_row_by_row_rules():
+    calls = [
+        track(new_id(), timestamp="2026-11-01T17:31:48Z"),
+        track(new_id(), timestamp="2026-11-01T17:31:48.5Z"),
+        track(new_id(), timestamp="2026-11-01 17:31:48+02:00"),
+        track(new_id(), timestamp=None, originalTimestamp="2026-11-01T17:00:00Z"),
+        track(new_id(), timestamp="2026-02-30T00:00:00Z"),  # no such day: the receive time
+        track(new_id(), timestamp=None),
+    ]
+    for group in (calls[:2], calls):
+        bulk, by_rows = _columns_both_ways(group)
+        assert bulk is not None
+        assert bulk == _rows_in_id_order(by_rows)

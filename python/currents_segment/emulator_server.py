@@ -33,10 +33,10 @@ import orjson
 
 from .emulator_config import EmulatorConfig, Faults, Source, fingerprint
 from .emulator_store import (
+    KeptEvents,
     PendingWrites,
     StoreWriter,
     event_times,
-    kept_row,
     load_history,
     snake_cached,
     time_us,
@@ -204,11 +204,13 @@ class Emulator:
                 return self._reject("invalid_json", 400, "batch must be a list")
         else:
             items = [payload]
-        # Segment rejects the whole request when one event is over 32 KB.
+        # Segment rejects the whole request when one event is over 32 KB. Each event's JSON is
+        # what the store keeps of it, too (_accept).
+        lines: list[bytes] | None = None
         if len(body) > MAX_EVENT_BYTES:
-            for item in items:
-                if len(orjson.dumps(item)) > MAX_EVENT_BYTES:
-                    return self._reject("event_too_large", 400, "an event is larger than 32 KB")
+            lines = [orjson.dumps(item) for item in items]
+            if max(map(len, lines), default=0) > MAX_EVENT_BYTES:
+                return self._reject("event_too_large", 400, "an event is larger than 32 KB")
 
         key = _basic_auth_user(headers.get("authorization", "")) or payload.get("writeKey")
         source = self.sources_by_key.get(key) if isinstance(key, str) else None
@@ -232,7 +234,7 @@ class Emulator:
 
         sent_at = time_us(payload.get("sentAt"))
         top_context = payload.get("context") if isinstance(payload.get("context"), dict) else None
-        self._accept(items, source, now, sent_at, top_context, kind)
+        self._accept(items, lines, source, now, sent_at, top_context, kind)
         if len(self.pending) >= self.config.flush_every_events:
             self.schedule_flush()
         return _ok()
@@ -240,6 +242,7 @@ class Emulator:
     def _accept(
         self,
         items: list[Any],
+        lines: list[bytes] | None,
         source: Source,
         now: int,
         sent_at: int | None,
@@ -252,11 +255,12 @@ class Emulator:
         window = self.window_us
         volume = self.volume
         kept_by_source = self.kept_by_source
-        keep = self.pending.keep
+        pending = self.pending
+        kept = pending.kept
         slug = source.slug
         minute = now // 60_000_000 * 60
         can_be_revoked = source.revoked or bool(source.revoked_windows)
-        for item in items:
+        for i, item in enumerate(items):
             if not isinstance(item, dict):
                 self._drop(None, "invalid_event", source, now, None, None)
                 continue
@@ -276,8 +280,7 @@ class Emulator:
             if not event_text or not isinstance(event_text, str):
                 self._drop(mid, "missing_event_name", source, now, None, None)
                 continue
-            event = snake_cached(event_text)
-            if not event:
+            if not snake_cached(event_text):
                 self._drop(mid, "invalid_event_name", source, now, event_text, None)
                 continue
             user_id = item.get("userId")
@@ -305,16 +308,31 @@ class Emulator:
                 self._drop(mid, "injected_loss", source, now, event_text, timestamp)
                 continue
             seen[mid] = now
-            # The row is built here, while the parsed event is still in the CPU's caches: built
-            # at flush time from the buffered events, the same work took twice the CPU.
-            shape, row = kept_row(slug, mid, event, item, now, sent_at, top_context)
-            keep(shape, row)
+            if top_context:
+                context = item.get("context")
+                merged = {**top_context, **context} if isinstance(context, dict) else top_context
+                line = orjson.dumps({**item, "context": merged})
+            else:
+                line = orjson.dumps(item) if lines is None else lines[i]
+            # PendingWrites.keep and KeptEvents.add, written out: this is the loop every kept
+            # event goes through.
+            group = kept.get((slug, event_text))
+            if group is None:
+                group = kept[(slug, event_text)] = KeptEvents()
+            lines_out = group.lines
+            lines_out += line
+            lines_out += b"\n"
+            group.mids.append(mid)
+            group.received.append(now)
+            group.sent.append(sent_at)
+            pending.kept_rows += 1
             volume[(slug, event_text, minute)] += 1
             kept_by_source[slug] += 1
             if f.duplicate_delivery_rate and dup_rng.random() < f.duplicate_delivery_rate:
                 self.faults_injected["duplicate_delivery"] += 1
-                keep(shape, row)
-                self.pending.duplicated.append(
+                group.add(line, mid, now, sent_at)
+                pending.kept_rows += 1
+                pending.duplicated.append(
                     {
                         "message_id": mid,
                         "reason": "injected_duplicate",

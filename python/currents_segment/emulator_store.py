@@ -30,6 +30,8 @@ from typing import Any
 import duckdb
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pj
 import pyarrow.parquet as pq
 
 from . import duck
@@ -187,20 +189,51 @@ def _flatten_keys(prefix: str, obj: dict[str, Any], names: list[str], values: li
 
 # A kept row's common columns, in this order, before its context_* columns.
 ROW_COLUMNS = TRACK_COLUMNS[:9]
+_ROW_NAMES = frozenset(ROW_COLUMNS)
 
 # (source slug, snake_cased event, row column names, property names): one table shape.
 Shape = tuple[str, str, tuple[str, ...], tuple[str, ...]]
 
 
 @dataclass
+class KeptEvents:
+    """Kept track calls of one (source, event name) since the last flush: each call's JSON
+    (orjson's, any top-level context merged in) on a line of its own, and beside it the
+    messageId it was kept under, its receive time and its request's sentAt (epoch us).
+
+    No parsed event outlives its request: the flush reads these lines in bulk
+    (:func:`kept_columns`). Per-event rows built at accept time cost about as much again as
+    the parse, and a buffer of Python objects is copied page by page by a forked writer."""
+
+    lines: bytearray = field(default_factory=bytearray)
+    mids: list[str] = field(default_factory=list)
+    received: list[int] = field(default_factory=list)
+    sent: list[int | None] = field(default_factory=list)
+
+    def add(self, line: bytes, mid: str, now: int, sent_at: int | None) -> None:
+        self.lines += line
+        self.lines += b"\n"
+        self.mids.append(mid)
+        self.received.append(now)
+        self.sent.append(sent_at)
+
+    def extend(self, other: KeptEvents) -> None:
+        self.lines += other.lines
+        self.mids.extend(other.mids)
+        self.received.extend(other.received)
+        self.sent.extend(other.sent)
+
+    def events(self) -> list[dict[str, Any]]:
+        """The kept calls parsed again (the row-by-row path and the rescue file)."""
+        return [orjson.loads(line) for line in bytes(self.lines).split(b"\n")[:-1]]
+
+
+@dataclass
 class PendingWrites:
-    """What the server buffered since the last flush.
+    """What the server buffered since the last flush: kept calls by (source slug, event name as
+    sent), and the dropped and duplicated records."""
 
-    Kept rows are bucketed by shape as they arrive: the values of the row columns then of the
-    properties, in the shape's order. The writer transposes each bucket into columns.
-    """
-
-    kept: dict[Shape, list[tuple[Any, ...]]] = field(default_factory=dict)
+    kept: dict[tuple[str, str], KeptEvents] = field(default_factory=dict)
     kept_rows: int = 0
     dropped: list[dict[str, Any]] = field(default_factory=list)
     duplicated: list[dict[str, Any]] = field(default_factory=list)
@@ -208,18 +241,22 @@ class PendingWrites:
     def __len__(self) -> int:
         return self.kept_rows + len(self.dropped) + len(self.duplicated)
 
-    def keep(self, shape: Shape, values: tuple[Any, ...]) -> None:
-        bucket = self.kept.get(shape)
-        if bucket is None:
-            bucket = self.kept[shape] = []
-        bucket.append(values)
+    def keep(
+        self, slug: str, event_text: str, line: bytes, mid: str, now: int, sent_at: int | None
+    ) -> None:
+        """One kept call: ``line`` is its JSON (``orjson.dumps``)."""
+        group = self.kept.get((slug, event_text))
+        if group is None:
+            group = self.kept[(slug, event_text)] = KeptEvents()
+        group.add(line, mid, now, sent_at)
         self.kept_rows += 1
 
     def put_back(self, older: PendingWrites) -> None:
         """A failed flush: its rows go back in front of what arrived meanwhile."""
-        merged = {shape: list(rows) for shape, rows in older.kept.items()}
-        for shape, rows in self.kept.items():
-            merged.setdefault(shape, []).extend(rows)
+        merged: dict[tuple[str, str], KeptEvents] = {}
+        for source in (older.kept, self.kept):
+            for key, group in source.items():
+                merged.setdefault(key, KeptEvents()).extend(group)
         self.kept = merged
         self.kept_rows += older.kept_rows
         self.dropped[:0] = older.dropped
@@ -227,11 +264,16 @@ class PendingWrites:
 
     def kept_dicts(self) -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
         """(source slug, row, properties) of every kept row, as dicts."""
-        for (slug, _event, row_names, prop_names), rows in self.kept.items():
-            n = len(row_names)
-            for values in rows:
-                row = dict(zip(row_names, values[:n], strict=True))
-                yield slug, row, dict(zip(prop_names, values[n:], strict=True))
+        for (slug, event_text), group in self.kept.items():
+            event = snake_cached(event_text)
+            rows = zip(group.events(), group.mids, group.received, group.sent, strict=True)
+            for item, mid, now, sent_at in rows:
+                (_s, _e, names, props), values = kept_row(
+                    slug, mid, event, item, now, sent_at, None
+                )
+                n = len(names)
+                row = dict(zip(names, values[:n], strict=True))
+                yield slug, row, dict(zip(props, values[n:], strict=True))
 
 
 # ISO-8601 text -> epoch microseconds: events of one second share their timestamp text.
@@ -307,6 +349,215 @@ def kept_row(
     if isinstance(properties, dict) and properties:
         flatten("", properties, prop_names, values)
     return (slug, event, tuple(names), tuple(prop_names)), tuple(values)
+
+
+def kept_columns(slug: str, event_text: str, group: KeptEvents) -> dict[str, pa.Array]:
+    """The kept calls of one event name -> the columns of their table (common, ``context_*``,
+    properties), by the store's rules (:func:`kept_row`, :func:`_to_arrow`).
+
+    pyarrow's JSON reader turns the group's lines into typed columns in C++ (:func:`_json_columns`):
+    where its types are the ones the rules give, which is nearly always. What it cannot type
+    the same way (a value of mixed types, an ISO date it would read as a timestamp, an integer
+    beyond 64 bits, objects missing in some rows, two keys giving one column name) goes through
+    :func:`kept_row` call by call, which decides every case; so do all calls of a group where
+    the reader fails."""
+    columns = _json_columns(event_text, group)
+    if columns is not None:
+        return columns
+    event = snake_cached(event_text)
+    shapes: dict[Shape, list[tuple[Any, ...]]] = {}
+    rows = zip(group.events(), group.mids, group.received, group.sent, strict=True)
+    for item, mid, now, sent_at in rows:
+        shape, values = kept_row(slug, mid, event, item, now, sent_at, None)
+        shapes.setdefault(shape, []).append(values)
+    return _event_columns(list(shapes.items()), all_none_typed=False)[0]
+
+
+# The calls' own fields the store reads, as text: another type there leaves the group to the
+# row-by-row path (kept_row turns a non-text id into str()).
+_JSON_TOP = pa.schema(
+    [
+        ("messageId", pa.string()),
+        ("type", pa.string()),
+        ("event", pa.string()),
+        ("userId", pa.string()),
+        ("anonymousId", pa.string()),
+        ("timestamp", pa.string()),
+        ("originalTimestamp", pa.string()),
+    ]
+)
+# 1 MB blocks: 3.2 against 4.0 CPU us per call for one block per group (ad hoc, 200k calls).
+_JSON_READ = pj.ReadOptions(use_threads=False, block_size=1 << 20)
+_JSON_PARSE = pj.ParseOptions(explicit_schema=_JSON_TOP, unexpected_field_behavior="infer")
+# orjson reads an integer in [2**63, 2**64) as an int, which the rules store as text; the reader
+# makes it a DOUBLE. A DOUBLE column with a value that large leaves its group row by row.
+_INT64_LIMIT = float(2**63)
+_LEAF_TYPES = frozenset((pa.string(), pa.int64(), pa.float64(), pa.bool_(), pa.null()))
+_TEXT_COLUMNS = frozenset(TRACK_COLUMNS) | frozenset(DROPPED_COLUMNS)
+_TIMESTAMP = pa.timestamp("us")
+
+
+def _json_columns(event_text: str, group: KeptEvents) -> dict[str, pa.Array] | None:
+    """:func:`kept_columns` by pyarrow's JSON reader; None where only the row-by-row rules
+    decide."""
+    try:
+        table = pj.read_json(
+            pa.BufferReader(pa.py_buffer(group.lines)),
+            read_options=_JSON_READ,
+            parse_options=_JSON_PARSE,
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None  # mixed types in one place: text, decided value by value
+    if table.num_rows != len(group.mids):
+        return None
+    originals: list[Any] = []  # the parsed calls, only where an array needs its own JSON text
+
+    def parsed() -> list[Any]:
+        if not originals:
+            originals.extend(group.events())
+        return originals
+
+    columns: dict[str, pa.Array] = {}
+    for name, prefix, into in (("context", "context_", columns), ("properties", "", {})):
+        if name not in table.column_names:
+            continue
+        array = table.column(name).combine_chunks()
+        if not pa.types.is_struct(array.type):
+            continue  # no call has an object here (null or text): kept_row makes no column
+        if not _leaf_columns(array, prefix, (name,), parsed, into):
+            return None
+        if name == "properties":
+            for key, values in into.items():
+                if key in _ROW_NAMES or key == "uuid_ts" or key.startswith("context_"):
+                    key = PROPERTY_COLLISION_PREFIX + key
+                if key in columns:
+                    return None  # two names collide: the row-by-row rules say which wins
+                if key in _TEXT_COLUMNS and values.type not in (*_STRING_TYPES, pa.null()):
+                    values = values.cast(pa.string())
+                columns[key] = values
+    timestamp, original = _event_times(table, group)
+    event = snake_cached(event_text)
+    n = len(group.mids)
+    columns |= {
+        "id": pa.array(group.mids, pa.string()),
+        "anonymous_id": table.column("anonymousId").combine_chunks(),
+        "user_id": table.column("userId").combine_chunks(),
+        "event": pa.array([event] * n, pa.string()),
+        "event_text": pa.array([event_text] * n, pa.string()),
+        "received_at": pa.array(group.received, pa.int64()).cast(_TIMESTAMP),
+        "sent_at": pa.array(group.sent, pa.int64()).cast(_TIMESTAMP),
+        "timestamp": timestamp.cast(_TIMESTAMP),
+        "original_timestamp": original.cast(_TIMESTAMP),
+    }
+    return columns
+
+
+# ISO-8601 in UTC with a Z: Arrow parses it as datetime.fromisoformat (time_us) does.
+_ISO_Z = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$"
+
+
+def _event_times(table: pa.Table, group: KeptEvents) -> tuple[pa.Array, pa.Array]:
+    """:func:`event_times` of every call of a group (epoch us), from the reader's text."""
+    timestamps_text = table.column("timestamp").combine_chunks()
+    originals_text = table.column("originalTimestamp").combine_chunks()
+    if originals_text.null_count == len(originals_text):
+        # What the pusher and Braze send: every call has its own UTC timestamp.
+        if (
+            timestamps_text.null_count == 0
+            and pc.all(pc.match_substring_regex(timestamps_text, _ISO_Z)).as_py()
+        ):
+            with contextlib.suppress(pa.ArrowInvalid):  # e.g. February 30th: time_us decides
+                us = timestamps_text.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
+                return us, us
+        timestamps = list(map(time_us, timestamps_text.to_pylist()))
+        if None not in timestamps:
+            array = pa.array(timestamps, pa.int64())
+            return array, array
+    times = [
+        event_times({"timestamp": t, "originalTimestamp": o}, now, sent_at)
+        for t, o, now, sent_at in zip(
+            timestamps_text.to_pylist(),
+            originals_text.to_pylist(),
+            group.received,
+            group.sent,
+            strict=True,
+        )
+    ]
+    return pa.array([t for t, _ in times], pa.int64()), pa.array([o for _, o in times], pa.int64())
+
+
+def _leaf_columns(
+    array: pa.Array,
+    prefix: str,
+    path: tuple[str, ...],
+    parsed: Any,
+    out: dict[str, pa.Array],
+) -> bool:
+    """A struct column (objects of the calls at ``path``) -> its leaf columns by flattened
+    name in ``out``; False where the rules need the row-by-row path.
+
+    Rows without an object there have nulls. A nested object that is null or missing in some
+    row goes row by row: a null value makes a column of its own and a missing key does not,
+    which the reader's validity cannot tell apart."""
+    parent_nulls = array.null_count
+    for field_, child in zip(array.type, array.flatten(), strict=True):
+        name = _flat_name(prefix, field_.name)
+        kind = child.type
+        if kind in _LEAF_TYPES:
+            if kind == pa.float64() and (pc.max(pc.abs(child)).as_py() or 0) >= _INT64_LIMIT:
+                return False
+            column = child
+        elif pa.types.is_struct(kind):
+            if child.null_count != parent_nulls:
+                return False
+            if not _leaf_columns(child, name + "_", (*path, field_.name), parsed, out):
+                return False
+            continue
+        elif pa.types.is_list(kind):
+            # Arrays as JSON text of the call's own values: the reader's list would turn
+            # [1, 2.5] into [1.0, 2.5] and fill keys missing in some of its objects.
+            column = pa.array([_json_text(_dig(call, (*path, field_.name))) for call in parsed()])
+        else:
+            return False  # a timestamp the reader inferred from text, or another type
+        if name in out:
+            return False  # two keys give one column name: the last one wins, row by row
+        out[name] = column
+    return True
+
+
+def _dig(value: Any, path: tuple[str, ...]) -> Any:
+    for key in path:
+        if type(value) is not dict:
+            return None
+        value = value.get(key)
+    return value
+
+
+def _json_text(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def _flat_name(prefix: str, key: str) -> str:
+    """``prefix`` + snake_cased ``key``: the column name ``_flatten_keys`` gives."""
+    cache = _FLAT_NAMES.get(prefix)
+    if cache is None:
+        cache = {}
+        if len(_FLAT_NAMES) < 10_000:  # bounded: prefixes come from clients' keys
+            _FLAT_NAMES[prefix] = cache
+    name = cache.get(key)
+    if name is None:
+        name = prefix + snakecase(key)
+        if len(cache) < 10_000:  # bounded: keys come from clients
+            cache[key] = name
+    return name
+
+
+def _null_as_text(columns: dict[str, pa.Array]) -> dict[str, pa.Array]:
+    """A column no call gave a value is text (kept_row's rule), not Arrow's null type."""
+    return {
+        name: pa.nulls(len(array), pa.string()) if array.type == pa.null() else array
+        for name, array in columns.items()
+    }
 
 
 class FlushError(RuntimeError):
@@ -394,16 +645,21 @@ class StoreWriter:
     def write(self, pending: PendingWrites) -> dict[str, int]:
         """Write every buffered row; returns rows written per table (``schema.table``)."""
         with self._lock:
-            by_source: dict[str, dict[str, list[tuple[Shape, list[tuple[Any, ...]]]]]] = {}
-            for shape, rows in pending.kept.items():
-                by_source.setdefault(shape[0], {}).setdefault(shape[1], []).append((shape, rows))
+            # Per source, per table (snake_cased event name: two names as sent can share one).
+            by_source: dict[str, dict[str, list[dict[str, pa.Array]]]] = {}
+            for (slug, event_text), group in pending.kept.items():
+                tables = by_source.setdefault(slug, {})
+                columns = kept_columns(slug, event_text, group)
+                tables.setdefault(snake_cached(event_text), []).append(columns)
             written: dict[str, int] = {}
             uuid_ts = datetime.now(UTC).replace(tzinfo=None)
             for slug, tables in by_source.items():
                 track_parts: list[dict[str, pa.Array]] = []
                 n = 0
-                for table, shapes in tables.items():
-                    columns, rows = _event_columns(shapes)
+                for table, chunks in tables.items():
+                    columns = chunks[0] if len(chunks) == 1 else _concat_columns(chunks)
+                    columns = _null_as_text(columns)
+                    rows = len(columns["id"])
                     self._write_part(slug, table, _with_uuid_ts(columns, rows, uuid_ts))
                     track_parts.append(
                         {name: array for name, array in columns.items() if _is_track_column(name)}
@@ -448,7 +704,7 @@ class StoreWriter:
         out_dir = self.root / schema / table
         out_dir.mkdir(parents=True, exist_ok=True)
         partial = out_dir / f".{stem}.parquet.tmp"
-        pq.write_table(arrow, partial, compression="zstd")
+        pq.write_table(arrow, partial, compression="lz4")
         os.replace(partial, out_dir / f"{stem}.parquet")
         self.parts_written += 1
         self.rows_written += arrow.num_rows
@@ -468,10 +724,12 @@ def _close_inherited_sockets(keep: int) -> None:
 
 
 def _event_columns(
-    shapes: list[tuple[Shape, list[tuple[Any, ...]]]],
+    shapes: list[tuple[Shape, list[tuple[Any, ...]]]], all_none_typed: bool = True
 ) -> tuple[dict[str, pa.Array], int]:
     """Columns of one per-event table and its row count: the row's columns, then the properties
-    (a property whose name collides with a common or context column gets ``property_``)."""
+    (a property whose name collides with a common or context column gets ``property_``).
+    ``all_none_typed=False``: a column with no value keeps Arrow's null type (typed with the
+    table's other chunks, then text: ``_null_as_text``)."""
     row_names: dict[str, None] = {}
     prop_names: dict[str, None] = {}
     for (_slug, _event, names, props), _rows in shapes:
@@ -496,7 +754,10 @@ def _event_columns(
             for key in values.keys() - set(present):
                 values[key].extend(padding)
         total += len(rows)
-    columns = {names_of[key]: _to_arrow(names_of[key], column) for key, column in values.items()}
+    columns = {
+        names_of[key]: _to_arrow(names_of[key], column, all_none_typed)
+        for key, column in values.items()
+    }
     return columns, total
 
 
@@ -510,12 +771,15 @@ def _last_wins(
 _STRING_TYPES = (pa.string(), pa.large_string())
 
 
-def _to_arrow(column: str, values: list[Any]) -> pa.Array:
+def _to_arrow(column: str, values: list[Any], all_none_typed: bool = True) -> pa.Array:
     """Warehouse types: times from epoch microseconds, ids as text, mixed or all-null values as
-    text (a string stays a plain string, anything else its JSON text)."""
+    text (a string stays a plain string, anything else its JSON text). ``all_none_typed=False``:
+    a column with no value keeps Arrow's null type."""
     if column in _TIME_COLUMNS:
         return pa.array(values, pa.int64()).cast(pa.timestamp("us"))
     first = next((v for v in values if v is not None), None)
+    if first is None and not all_none_typed:
+        return pa.nulls(len(values))
     try:
         # Text is the common case: saying so skips Arrow's type inference (an int among the
         # strings raises, and inference decides).
@@ -558,7 +822,7 @@ def _concat_columns(parts: list[dict[str, pa.Array]]) -> dict[str, pa.Array]:
             target = pa.string()
         chunks = []
         for part, array in zip(parts, arrays, strict=True):
-            if array is None:
+            if array is None or array.type == pa.null():
                 n = len(next(iter(part.values())))
                 chunks.append(pa.nulls(n, target))
             elif array.type != target:
