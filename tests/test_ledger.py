@@ -104,6 +104,46 @@ def test_in_flight_is_committed_before_the_send_and_failure_returns_to_pending(t
     ledger.close()
 
 
+def test_batches_are_recorded_and_finished_together(tmp_path):
+    """Several batches in flight in one transaction; outcomes written together; a batch its
+    connector stopped before it left (attempts 0) goes back to pending, its attempt undone."""
+    path = tmp_path / "ledger.sqlite"
+    ledger = Ledger(path)
+    ledger.enqueue([row(m) for m in "abcdef"])
+    seqs = [s for s, _, _ in ledger.open_rows("c1")]
+    groups = [seqs[:2], seqs[2:4], [seqs[4], seqs[5]]]
+    ids = ledger.start_batches("run-1", "c1", [(g, 10 * len(g)) for g in groups])
+    assert len(set(ids)) == 3
+    assert set(statuses(path).values()) == {"in_flight"}
+    ledger.finish_batches(
+        [
+            (ids[0], groups[0], True, 1, 200, None),
+            (ids[1], groups[1], False, 2, 503, "HTTP 503"),
+            (ids[2], groups[2], False, 0, None, "not sent: the connector stopped first"),
+        ]
+    )
+    with sqlite3.connect(path) as con:
+        got = dict(
+            (m, (status, attempts))
+            for m, status, attempts in con.execute(
+                "SELECT message_id, status, attempts FROM ledger"
+            )
+        )
+        batches = con.execute(
+            "SELECT status, attempts, events FROM batches ORDER BY 1, 2"
+        ).fetchall()
+    assert got == {
+        "a": ("acknowledged", 1),
+        "b": ("acknowledged", 1),
+        "c": ("pending", 2),
+        "d": ("pending", 2),
+        "e": ("pending", 0),
+        "f": ("pending", 0),
+    }
+    assert batches == [("acknowledged", 1, 2), ("failed", 0, 2), ("failed", 2, 2)]
+    ledger.close()
+
+
 def test_requeue_sends_acknowledged_events_again(tmp_path):
     ledger = Ledger(tmp_path / "ledger.sqlite")
     ledger.enqueue([row("a"), row("b"), row("c")])

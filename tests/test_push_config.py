@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from currents_segment import connectors
-from currents_segment.connectors import ConfigError
+from currents_segment import connectors, push
+from currents_segment.connectors import ConfigError, PushSettings
 from test_push_support import connector, write_connectors
 
 
@@ -205,3 +205,17 @@ def test_cli_exits_2_naming_the_missing_variable(tmp_path, cs_home, monkeypatch)
     )
     assert result.exit_code == 2
     assert "no connector named 'nope' (known: us)" in result.output
+
+
+def test_requests_go_through_a_proxy_only_where_the_environment_names_one(monkeypatch):
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY",
+                 "all_proxy", "NO_PROXY", "no_proxy"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    transport = push.HttpTransport(PushSettings())
+    assert not transport._uses_proxy("https://api.segment.io/v1/batch")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    transport = push.HttpTransport(PushSettings())
+    assert transport._uses_proxy("https://api.segment.io/v1/batch")
+    assert not transport._uses_proxy("http://127.0.0.1:8765/v1/batch")  # bypassed
+    assert not transport._uses_proxy("http://events.example/v1/batch")  # no HTTP proxy named

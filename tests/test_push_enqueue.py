@@ -28,6 +28,7 @@ def scenario(
     """Enqueue two connectors, send a few rows, change the outbox, enqueue again."""
     monkeypatch.setenv(push.LEDGER_BULK_ENV, mode)
     monkeypatch.setattr(ledger_bulk, "CHUNK_ROWS", 40)  # several chunks handed over
+    monkeypatch.setattr(ledger_bulk, "FIRST_CHUNK_ROWS", 25)  # the first before the rest sorted
     warehouse = build_outbox(tmp / f"warehouse-{mode}.duckdb", rows)
     config = connectors.load(
         write_connectors(
@@ -163,6 +164,7 @@ def test_sending_while_the_child_still_inserts_keeps_every_event_once(cs_home, m
 
     monkeypatch.setenv("CS_TEST_KEY_US", US_KEY)
     monkeypatch.setattr(ledger_bulk, "CHUNK_ROWS", 60)
+    monkeypatch.setattr(ledger_bulk, "FIRST_CHUNK_ROWS", 90)
     rows = make_rows(1500, no_user=5)
     build_outbox(settings.warehouse_path(), rows)
     config = connectors.load(
@@ -288,3 +290,14 @@ def test_child_sql_literals_keep_quotes():
     none = duck.sql_text_list([])
     row = duckdb.execute(f"SELECT {text}, {names}, {none}").fetchone()
     assert row == ("it's", ["a", "b'c"], [])
+
+
+def test_a_child_started_ahead_and_not_needed_ends_and_writes_nothing(tmp_path):
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    try:
+        child = ledger_bulk.Child()
+        child.close()
+        assert child.proc.returncode == 0
+        assert ledger.count_rows("us") == 0
+    finally:
+        ledger.close()
