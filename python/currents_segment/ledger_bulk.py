@@ -201,6 +201,13 @@ class Stream:
         if self.finished.get("status") != "ok":
             self._raise(self.finished)
 
+    @property
+    def inserted(self) -> int | None:
+        """How many rows the child inserted (once it has finished well), else None."""
+        if self.finished is None or self.finished.get("status") != "ok":
+            return None
+        return int(self.finished["new"])
+
     def close(self) -> None:
         """Wait for the child to enqueue every row; raises BulkError when it failed."""
         try:
