@@ -182,6 +182,28 @@ def test_sending_while_the_child_still_inserts_keeps_every_event_once(cs_home, m
     assert run.totals == {"acknowledged": 1500, "skipped": 5}
     log = (result.run_dir / "push.log").read_text()
     assert "bulk enqueue in a child process" in log
+    assert "1505 new rows counted from what the run did with them" in log
+    # The run counted its new rows from what it knew of them, not from the ledger: the totals
+    # and the settled mark equal a count of every row.
+    ledger = Ledger(settings.ledger_path())
+    try:
+        mark = ledger._settled("us")
+        scanned = ledger.counts("us", 48)
+        assert mark[0] == 1505 and dict(((s, r), n) for s, r, n in mark[1]) == {
+            ("acknowledged", None): 1500,
+            ("skipped", "no_external_user_id"): 5,
+        }
+        with sqlite3.connect(settings.ledger_path()) as db:
+            every_row = dict(
+                ((s, r), n)
+                for s, r, n in db.execute(
+                    "SELECT status, reason, count(*) FROM ledger GROUP BY 1, 2"
+                )
+            )
+        assert every_row == dict(((s, r), n) for s, r, n in mark[1])
+        assert scanned.by_status == run.totals
+    finally:
+        ledger.close()
 
 
 HOLD_A_STREAM = """

@@ -567,9 +567,18 @@ class Ledger:
                 (now_text(), exit_code, summary_json, run_id),
             )
 
-    def counts(self, connector: str, at_risk_hours: float, settle: bool = False) -> ConnectorCounts:
+    def counts(
+        self,
+        connector: str,
+        at_risk_hours: float,
+        settle: bool = False,
+        known: tuple[int, dict[tuple[str, str | None], int]] | None = None,
+    ) -> ConnectorCounts:
         """Rows by status and reason, and the open ones at risk. ``settle``: with nothing open,
-        mark every row up to the ledger's largest seq settled (a push that finished)."""
+        mark every row up to the ledger's largest seq settled (a push that finished).
+        ``known``: (seq, counts): the connector's rows from that seq on are exactly these, by
+        status and reason (a run that inserted them and knows what became of each): they are
+        not read."""
         cutoff = (datetime.now(UTC) - timedelta(hours=at_risk_hours)).strftime(
             "%Y-%m-%d %H:%M:%S.%f"
         )
@@ -581,6 +590,11 @@ class Ledger:
             # Above the settled seq by seq range (the unary + keeps SQLite off the
             # (connector, message_id) index, which would read every row of the connector).
             where = "connector = ?" if not through else f"+connector = ? AND seq > {int(through)}"
+            if known is not None:
+                known_from, known_counts = known
+                where = f"+connector = ? AND seq > {int(through)} AND seq < {int(known_from)}"
+                for (status, reason), n in known_counts.items():
+                    groups[(status, reason)] = groups.get((status, reason), 0) + n
             for status, reason, n in con.execute(
                 f"SELECT status, reason, count(*) FROM ledger WHERE {where} GROUP BY 1, 2",
                 (connector,),

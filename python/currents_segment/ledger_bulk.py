@@ -58,8 +58,9 @@ OPEN_ROWS_SCHEMA = pa.schema(
     [("seq", pa.int64()), ("sent_id", pa.string()), ("currents_id", pa.string())]
 )
 CHUNK_ROWS = 100_000
-# The first chunk: the rows that start the sending (see _child).
-FIRST_CHUNK_ROWS = 10_000
+# The first chunk: the rows that start the sending, and the first piece of it (see _child).
+FIRST_CHUNK_ROWS = 100_000
+FIRST_PIECE_ROWS = 10_000
 LOCK_RETRY_SECONDS = 120.0
 # Statuses of the child's answer besides "ok".
 DUPLICATE = "duplicate_message_id"  # the outbox holds a messageId twice; nothing was written
@@ -102,6 +103,16 @@ class Request:
     # The connector's rows up to this seq are settled (Ledger.settled_through): open rows are
     # looked for above it only. 0: every row.
     open_after_seq: int = 0
+
+
+@dataclass(frozen=True)
+class NewRows:
+    """The rows an enqueue inserted: every row from ``first_seq`` on, by (status, reason) as
+    inserted, and how many of the pending ones it handed over to be sent."""
+
+    first_seq: int
+    counts: dict[tuple[str, str | None], int]
+    handed: int
 
 
 class OpenRowsTable:
@@ -200,6 +211,15 @@ class Stream:
                     yield table.cast(OPEN_ROWS_SCHEMA)
         if self.finished.get("status") != "ok":
             self._raise(self.finished)
+
+    @property
+    def new_rows(self) -> NewRows | None:
+        """What the child inserted (once it has finished well and inserted any), else None."""
+        done = self.finished
+        if done is None or done.get("status") != "ok" or not done.get("new"):
+            return None
+        counts = {(status, reason): int(n) for status, reason, n in done["new_counts"]}
+        return NewRows(int(done["first_seq"]), counts, int(done["handed_new"]))
 
     @property
     def inserted(self) -> int | None:
@@ -317,9 +337,10 @@ def _child(req: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> None:
     con.execute(f"CREATE TEMP TABLE cs_known AS {known_sql}")
     is_new = "r.sent_id NOT IN (SELECT message_id FROM cs_known)"
     # The new rows go in key order (the ledger's unique index then grows at its end), each
-    # chunk a range of that order. The first chunk is the smallest keys, found without sorting
-    # every row (a top-N): it is in the ledger and handed over before the rest is sorted, so
-    # sending starts about 1.4 s sooner at 1M rows (ad hoc, 2026-12-04).
+    # chunk a range of that order. The first FIRST_CHUNK_ROWS are the smallest keys, found
+    # without sorting every row (a top-N): they are in the ledger and handed over before the
+    # rest is sorted, and their sending covers the sort (about 2 s of each at 1M rows, ad hoc,
+    # 2026-12-04).
     first_rows = int(req.get("first_chunk_rows") or FIRST_CHUNK_ROWS)
     con.execute(
         f"CREATE TEMP TABLE cs_first AS SELECT r.* FROM cs_enqueue r WHERE {is_new}"
@@ -353,6 +374,7 @@ def _child(req: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> None:
     # Ledger.open_rows' rule in DuckDB's dialect, for the new rows (all pending or skipped or
     # rejected): the run's new open rows. A comparison with NULL selects nothing, as in SQLite.
     new_where = ["status = 'pending'", *_open_where(flt or {})]
+    handed_new = 0
     if flt is None:
         emit({"event": "total", "open": 0, "new": new})
     else:
@@ -382,20 +404,26 @@ def _child(req: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> None:
             f"SELECT count(*) FROM cs_enqueue r WHERE {is_new} AND {' AND '.join(new_where)}"
         ).fetchone()[0]
         emit({"event": "total", "open": existing + to_send, "new": new})
+        handed_new = to_send
         emit({"event": "rows", "path": str(path), "rows": existing})
     step = int(req.get("chunk_rows") or CHUNK_ROWS)
     number = 0
+    first_seq: list[int | None] = [None]  # the first new row's seq
 
-    def chunks(table: str, rows: int) -> None:
-        """Insert ``table``'s rows (in key order, rowid 0 on) ``step`` at a time, each chunk in
-        its own transaction, and hand over the run's open ones after each."""
+    def chunks(table: str, rows: int, lows: Sequence[int]) -> None:
+        """Insert ``table``'s rows (in key order, rowid 0 on) from each of ``lows`` to the next,
+        each chunk in its own transaction, and hand over the run's open ones after each."""
         nonlocal number
-        for low in range(0, rows, step):
+        bounds = [low for low in lows if low < rows]
+        for low, end in zip(bounds, [*bounds[1:], rows], strict=False):
             number += 1
-            _insert_chunk(con, req, table, low, low + step - 1, number, new_where, flt, out, emit)
+            seq = _insert_chunk(con, req, table, low, end - 1, number, new_where, flt, out, emit)
+            if first_seq[0] is None:
+                first_seq[0] = seq
 
     first = con.execute("SELECT count(*) FROM cs_first").fetchone()[0]
-    chunks("cs_first", first)
+    # A small piece first: the first batch leaves as soon as it is in.
+    chunks("cs_first", first, [0, *range(min(step, FIRST_PIECE_ROWS), first, step)])
     if new > first:
         con.execute(
             f"""
@@ -408,10 +436,22 @@ def _child(req: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> None:
             ORDER BY r.sent_id
             """
         )
-        chunks("cs_new", new - first)
+        chunks("cs_new", new - first, range(0, new - first, step))
+    # What the new rows were inserted as, for the pusher's counts at the end (Ledger.counts'
+    # ``known``): by status and reason, from the first new seq on, and how many of the pending
+    # ones it was handed.
+    new_counts = con.execute(
+        f"SELECT status, reason, count(*) FROM cs_enqueue r WHERE {is_new} GROUP BY ALL"
+    ).fetchall()
     con.close()
     # Whether pandas was loaded (it must not be; see the note at connect): tests read it.
-    emit({"status": "ok", "new": new, "changed": changed, "pandas_loaded": "pandas" in sys.modules})
+    emit(
+        {
+            "status": "ok", "new": new, "changed": changed, "first_seq": first_seq[0],
+            "new_counts": [list(row) for row in new_counts], "handed_new": handed_new,
+            "pandas_loaded": "pandas" in sys.modules,
+        }
+    )  # fmt: skip
 
 
 def _insert_chunk(
@@ -425,9 +465,10 @@ def _insert_chunk(
     flt: dict[str, Any] | None,
     out: Path,
     emit: Callable[[dict[str, Any]], None],
-) -> None:
+) -> int:
     """Rows ``low``..``high`` (rowids) of ``table`` into the ledger, in one transaction, then
-    the run's open ones among them handed over (file ``rows-<number>.arrow``)."""
+    the run's open ones among them handed over (file ``rows-<number>.arrow``). Returns the
+    chunk's first seq."""
     # The chunk's rows with the seqs SQLite gives them: the ledger's largest plus one on (seq
     # is its rowid; while the push lock is held only this process inserts, the pusher only
     # updates rows, and a seq taken meanwhile fails the INSERT on its key). Materialized before
@@ -467,7 +508,7 @@ def _insert_chunk(
 
     _retrying(con, insert)
     if flt is None:
-        return
+        return int(top) + 1
     # The rows just inserted that the run sends: Ledger.open_rows' rule (pending, and the run's
     # filter, _open_where) on the rows as written, not read back from SQLite.
     path = out / f"rows-{number:06d}.arrow"
@@ -478,6 +519,7 @@ def _insert_chunk(
         path,
     )
     emit({"event": "rows", "path": str(path), "rows": rows})
+    return int(top) + 1
 
 
 def _die_with_parent(parent_pid: int | None) -> None:
